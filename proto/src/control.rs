@@ -1,0 +1,256 @@
+//! JSON messages carried by HELLO, WELCOME, REJECT and EVENT frames.
+//!
+//! Control messages are rare (one handshake per session, one event per request at most), so
+//! they favour evolvability over compactness: unknown fields are ignored, so a newer peer can
+//! add fields without a version bump. Incompatible changes bump [`PROTOCOL_VERSION`].
+
+use crate::error::FrameError;
+use crate::frame::{Frame, MAX_PAYLOAD};
+use crate::ids::TunnelId;
+use crate::mux::Settings;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The protocol version this crate speaks. Sent first in HELLO.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The oldest protocol version an edge built from this crate accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// At most this many tunnels in one HELLO.
+pub const MAX_TUNNELS_PER_SESSION: usize = 64;
+
+/// The agent's opening message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The agent's software version, e.g. `warren 0.1.0`, for logs and history.
+    pub agent_version: String,
+    pub credential: Credential,
+    pub tunnels: Vec<TunnelRequest>,
+    /// The agent's receive windows and stream limit.
+    pub settings: Settings,
+    /// Whether the agent wants a [`RequestLog`] event per completed request.
+    #[serde(default)]
+    pub request_log: bool,
+}
+
+/// What the agent proves its identity with.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credential {
+    /// An API token (`warren dev`, or an edge configured with static tokens).
+    Token(String),
+    /// A short-lived grant signed by control.
+    Grant(String),
+}
+
+impl fmt::Debug for Credential {
+    // Secrets never reach logs, even through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Token(_) => f.write_str("Token(<redacted>)"),
+            Credential::Grant(_) => f.write_str("Grant(<redacted>)"),
+        }
+    }
+}
+
+/// One tunnel the agent wants on this session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelRequest {
+    /// Chosen by the agent, unique within the session; every OPEN for this tunnel names it.
+    pub id: TunnelId,
+    pub protocol: TunnelProtocol,
+    /// The subdomain asked for; `None` lets the edge pick a stable one.
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    /// Where the agent forwards to (e.g. `localhost:3000`). Informational, and part of the
+    /// seed of the stable default name, so the same command gets the same URL back.
+    #[serde(default)]
+    pub local_addr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelProtocol {
+    Http,
+}
+
+/// The edge's acceptance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub session_id: String,
+    pub tunnels: Vec<TunnelReady>,
+    /// The edge's receive windows and stream limit.
+    pub settings: Settings,
+    /// How often each side pings, and how long silence may last before the session is dead.
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelReady {
+    pub id: TunnelId,
+    pub hostname: String,
+    pub public_url: String,
+}
+
+/// The edge's refusal: a code the agent branches on and a sentence for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The agent speaks a protocol version the edge does not; the message says what to upgrade.
+    UnsupportedVersion,
+    /// The credential is missing, unknown, expired or revoked.
+    Unauthorized,
+    /// The credential does not allow what was asked (hostname, region, protocol).
+    Forbidden,
+    /// The subdomain is held by another account or another live session.
+    SubdomainTaken,
+    /// The subdomain is not a valid DNS label or is reserved.
+    SubdomainInvalid,
+    /// The HELLO is malformed or asks for something impossible.
+    BadRequest,
+    /// The edge is at its session limit; try another edge or later.
+    Overloaded,
+    /// The edge is draining; connect to another one.
+    ShuttingDown,
+    /// A code this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl RejectCode {
+    /// Whether trying again later (or elsewhere) may succeed without the user changing anything.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, RejectCode::Overloaded | RejectCode::ShuttingDown)
+    }
+}
+
+/// A session-level message after the handshake, in either direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Edge → agent: one visitor request finished (or its response started streaming).
+    RequestLog(RequestLog),
+    /// Edge → agent: a tunnel on this session was closed (by an operator, or taken over).
+    TunnelClosed { id: TunnelId, reason: String },
+    /// A message worth showing the user.
+    Notice { message: String },
+    /// A type this version does not know; ignored.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One visitor request as the edge saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestLog {
+    pub tunnel: TunnelId,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    /// 0 if no response was produced.
+    pub status: u16,
+    /// From the request's arrival at the edge to the end of the response.
+    pub duration_us: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Why the edge answered itself, if it did (e.g. `local-refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A control message that can be put in a frame and read back.
+pub trait ControlMessage: Serialize + for<'de> Deserialize<'de> {
+    /// The frame name, for errors.
+    const KIND: &'static str;
+
+    fn to_json(&self) -> Bytes {
+        // Serialising these plain structs (strings, numbers, enums) cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self, FrameError> {
+        if body.len() > MAX_PAYLOAD {
+            return Err(FrameError::Oversized {
+                len: body.len(),
+                max: MAX_PAYLOAD,
+            });
+        }
+        serde_json::from_slice(body).map_err(|e| FrameError::BadPayload {
+            kind: Self::KIND,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl ControlMessage for Hello {
+    const KIND: &'static str = "HELLO";
+}
+impl ControlMessage for Welcome {
+    const KIND: &'static str = "WELCOME";
+}
+impl ControlMessage for Reject {
+    const KIND: &'static str = "REJECT";
+}
+impl ControlMessage for Event {
+    const KIND: &'static str = "EVENT";
+}
+
+impl Hello {
+    pub fn into_frame(&self) -> Frame {
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            body: self.to_json(),
+        }
+    }
+}
+
+impl Welcome {
+    pub fn into_frame(&self) -> Frame {
+        Frame::Welcome {
+            body: self.to_json(),
+        }
+    }
+}
+
+impl Reject {
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Reject {
+        Reject {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn into_frame(&self) -> Frame {
+        Frame::Reject {
+            body: self.to_json(),
+        }
+    }
+
+    /// The rejection an edge sends to an agent speaking `version`, naming what to upgrade.
+    pub fn unsupported_version(version: u16) -> Reject {
+        let message = if version > PROTOCOL_VERSION {
+            format!(
+                "this edge speaks tunnel protocol {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION} but the agent speaks {version}: the edge must be upgraded, or use an older warren CLI"
+            )
+        } else {
+            format!(
+                "the agent speaks tunnel protocol {version}, which this edge no longer supports (it needs {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}): upgrade the warren CLI"
+            )
+        };
+        Reject::new(RejectCode::UnsupportedVersion, message)
+    }
+}
+
+impl Event {
+    pub fn into_frame(&self) -> Frame {
+        Frame::Event {
+            body: self.to_json(),
+        }
+    }
+}
