@@ -1,0 +1,11 @@
+//! Test helpers shared by Warren's integration tests and load test: everything runs on loopback,
+//! on ports the OS picks, inside the caller's tokio runtime.
+//!
+//! # Layout
+//! - `origin`: the local service behind a tunnel, with endpoints for each kind of traffic.
+//! - `pattern`: the deterministic byte pattern large transfers carry and are checked against.
+//! - `client`: HTTP/1.1 and WebSocket helpers that set an arbitrary `Host` (tunnels route by it).
+
+pub mod client;
+pub mod origin;
+pub mod pattern;

@@ -1,0 +1,196 @@
+//! The edge's settings. Every flag also reads an environment variable (`WARREN_EDGE_*`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings of one edge node.
+#[derive(Clone, clap::Args)]
+pub struct EdgeConfig {
+    /// Domain whose subdomains are tunnels: visitors reach `NAME.<domain>`.
+    #[arg(long, env = "WARREN_EDGE_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+
+    /// Scheme of public tunnel URLs (`https` when a TLS terminator or the edge serves TLS).
+    #[arg(long, env = "WARREN_EDGE_PUBLIC_SCHEME", default_value = "http")]
+    pub public_scheme: String,
+
+    /// Port shown in public tunnel URLs; defaults to the visitor listener's port.
+    #[arg(long, env = "WARREN_EDGE_PUBLIC_PORT")]
+    pub public_port: Option<u16>,
+
+    /// Region this edge serves (shown in history and routes).
+    #[arg(long, env = "WARREN_EDGE_REGION", default_value = "local")]
+    pub region: String,
+
+    /// Unique id of this edge node; random if not set.
+    #[arg(long, env = "WARREN_EDGE_ID")]
+    pub edge_id: Option<String>,
+
+    /// API tokens agents may present (comma-separated in the environment variable).
+    #[arg(long = "token", env = "WARREN_EDGE_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub tokens: Vec<String>,
+
+    /// Largest request head (request line and headers) a visitor may send, in bytes.
+    #[arg(long, env = "WARREN_EDGE_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most headers in one visitor request.
+    #[arg(long, env = "WARREN_EDGE_MAX_HEADERS", default_value_t = 128)]
+    pub max_headers: usize,
+
+    /// Time allowed for a visitor's request head and for an agent's handshake. A keep-alive
+    /// visitor connection waiting this long for its next request is closed too.
+    #[arg(long, env = "WARREN_EDGE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Time the local service has to start answering a request before the visitor gets 504.
+    #[arg(long, env = "WARREN_EDGE_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Concurrent streams (visitor connections in flight) per agent session.
+    #[arg(long, env = "WARREN_EDGE_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams_per_session: u32,
+
+    /// Concurrent agent sessions on this edge.
+    #[arg(long, env = "WARREN_EDGE_MAX_SESSIONS", default_value_t = 10_000)]
+    pub max_sessions: usize,
+
+    /// Concurrent visitor connections on this edge.
+    #[arg(long, env = "WARREN_EDGE_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+
+    /// Idle upstream connections kept per tunnel for reuse.
+    #[arg(long, env = "WARREN_EDGE_POOL_IDLE", default_value_t = 256)]
+    pub pool_idle_per_tunnel: usize,
+
+    /// Heartbeat interval on agent sessions; a session silent for three intervals is dead.
+    #[arg(long, env = "WARREN_EDGE_HEARTBEAT", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// How long shutdown waits for in-flight requests before closing everything.
+    #[arg(long, env = "WARREN_EDGE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            domain: "localhost".into(),
+            public_scheme: "http".into(),
+            public_port: None,
+            region: "local".into(),
+            edge_id: None,
+            tokens: Vec::new(),
+            max_header_bytes: 64 * 1024,
+            max_headers: 128,
+            handshake_timeout: Duration::from_secs(10),
+            upstream_timeout: Duration::from_secs(60),
+            max_streams_per_session: 10_000,
+            max_sessions: 10_000,
+            max_connections: 50_000,
+            pool_idle_per_tunnel: 256,
+            heartbeat_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for EdgeConfig {
+    // Tokens are secrets: never in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeConfig")
+            .field("domain", &self.domain)
+            .field("public_scheme", &self.public_scheme)
+            .field("public_port", &self.public_port)
+            .field("region", &self.region)
+            .field("edge_id", &self.edge_id)
+            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .field("max_streams_per_session", &self.max_streams_per_session)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeConfig {
+    /// Checks the settings; the error says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), String> {
+        let domain = &self.domain;
+        if domain.is_empty() || domain.starts_with('.') || domain.ends_with('.') || domain.contains(':') {
+            return Err(format!("--domain {domain:?} must be a host name such as tunnels.example.net"));
+        }
+        if !matches!(self.public_scheme.as_str(), "http" | "https") {
+            return Err(format!("--public-scheme must be http or https, not {:?}", self.public_scheme));
+        }
+        if self.max_header_bytes < 8192 {
+            return Err("--max-header-bytes must be at least 8192".into());
+        }
+        if self.max_streams_per_session == 0 || self.max_sessions == 0 || self.max_connections == 0 {
+            return Err("--max-streams, --max-sessions and --max-connections must be at least 1".into());
+        }
+        if self.heartbeat_interval < Duration::from_millis(100) {
+            return Err("--heartbeat must be at least 100ms".into());
+        }
+        Ok(())
+    }
+
+    /// The public URL of a tunnel hostname, given the port visitors connect to.
+    pub fn public_url(&self, hostname: &str, listener: Option<SocketAddr>) -> String {
+        let port = self.public_port.or(listener.map(|a| a.port()));
+        let default_port = if self.public_scheme == "https" { 443 } else { 80 };
+        match port {
+            Some(port) if port != default_port => format!("{}://{hostname}:{port}", self.public_scheme),
+            _ => format!("{}://{hostname}", self.public_scheme),
+        }
+    }
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration: use e.g. 500ms, 10s, 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{raw:?} has an unknown unit {unit:?}: use ms, s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn public_urls_omit_default_ports() {
+        let config = EdgeConfig::default();
+        let addr: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        assert_eq!(config.public_url("a.localhost", Some(addr)), "http://a.localhost:8080");
+        let https = EdgeConfig { public_scheme: "https".into(), public_port: Some(443), ..EdgeConfig::default() };
+        assert_eq!(https.public_url("a.example.net", Some(addr)), "https://a.example.net");
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let config = EdgeConfig { tokens: vec!["wrn_secret".into()], ..EdgeConfig::default() };
+        assert!(!format!("{config:?}").contains("wrn_secret"));
+    }
+}

@@ -1,0 +1,78 @@
+//! Which tunnel a visitor asked for, from the `Host` header (or the HTTP/2 `:authority`).
+
+use crate::error::EdgeError;
+use http::Request;
+
+/// Where a request is addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The edge's own domain: the tunnel endpoint, health checks, the landing page.
+    Apex,
+    /// A tunnel hostname (`NAME.<domain>`), lowercased, without port.
+    Tunnel(String),
+}
+
+/// The host a request names, lowercased and without port.
+pub fn request_host<B>(req: &Request<B>) -> Result<String, EdgeError> {
+    let raw = match req.headers().get(http::header::HOST) {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| EdgeError::BadRequest("the Host header is not valid text".into()))?,
+        None => req.uri().authority().map(|a| a.as_str()).ok_or(EdgeError::MissingHost)?,
+    };
+    Ok(strip_port(raw).trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Classifies `host` against the edge's `domain`.
+pub fn classify(host: &str, domain: &str) -> Result<Target, EdgeError> {
+    if host == domain {
+        return Ok(Target::Apex);
+    }
+    match host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) {
+        Some(label) if !label.is_empty() && !label.contains('.') => Ok(Target::Tunnel(host.to_string())),
+        _ => Err(EdgeError::UnknownHost {
+            host: host.to_string(),
+        }),
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: [::1]:8080
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_tunnel_apex_and_foreign_hosts() {
+        assert_eq!(classify("localhost", "localhost").ok(), Some(Target::Apex));
+        assert_eq!(
+            classify("demo.localhost", "localhost").ok(),
+            Some(Target::Tunnel("demo.localhost".into()))
+        );
+        assert!(classify("a.b.localhost", "localhost").is_err());
+        assert!(classify("evil-localhost", "localhost").is_err());
+        assert!(classify("example.com", "localhost").is_err());
+    }
+
+    #[test]
+    fn host_header_is_normalised() {
+        let req = Request::builder()
+            .header("host", "Demo.LocalHost:8080")
+            .body(())
+            .expect("request");
+        assert_eq!(request_host(&req).ok().as_deref(), Some("demo.localhost"));
+        let req = Request::builder().uri("http://x.localhost:1/").body(()).expect("request");
+        assert_eq!(request_host(&req).ok().as_deref(), Some("x.localhost"));
+        let req = Request::builder().header("host", "[::1]:80").body(()).expect("request");
+        assert_eq!(request_host(&req).ok().as_deref(), Some("::1"));
+    }
+}

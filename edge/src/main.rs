@@ -1,0 +1,97 @@
+//! `warren-edge`: parse settings, start logging, bind, run.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warren_edge::{Deps, EdgeConfig, Listeners};
+
+/// The Warren edge: serves tunnels to visitors and accepts agents.
+#[derive(Parser)]
+#[command(name = "warren-edge", version)]
+struct Args {
+    /// Address for visitors (and agents, at /_warren/tunnel on the edge's domain).
+    #[arg(long, env = "WARREN_EDGE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+
+    /// Optional separate address for agents only.
+    #[arg(long, env = "WARREN_EDGE_TUNNEL_LISTEN")]
+    tunnel_listen: Option<SocketAddr>,
+
+    /// Log format: text or json.
+    #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+
+    #[command(flatten)]
+    edge: EdgeConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    args.edge.validate().map_err(anyhow::Error::msg)?;
+    if args.edge.tokens.is_empty() {
+        anyhow::bail!("no agent tokens configured: pass --token (or WARREN_EDGE_TOKENS) so agents can connect");
+    }
+    let visitor = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let tunnel = match args.tunnel_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let deps = Deps::embedded(&args.edge);
+    warren_edge::run(args.edge, deps, Listeners { visitor, tunnel }, shutdown).await
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// First SIGTERM or Ctrl-C drains; a second one exits at once.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down (signal again to exit now)");
+        shutdown.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

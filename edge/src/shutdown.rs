@@ -1,0 +1,29 @@
+//! Graceful shutdown: the accept loops have stopped and visitor connections finish their
+//! current request; agents get GOAWAY so they reconnect elsewhere while their in-flight
+//! streams complete; after the grace period whatever is left is closed.
+
+use crate::state::EdgeState;
+use std::sync::Arc;
+use warren_proto::error::GoAwayCode;
+
+pub async fn drain(state: &Arc<EdgeState>) {
+    let grace = state.config.shutdown_grace;
+    let sessions = state.registry.sessions();
+    tracing::info!(sessions = sessions.len(), ?grace, "edge draining");
+    for session in &sessions {
+        let session = session.clone();
+        state.tasks.spawn(async move {
+            session
+                .drain(GoAwayCode::Normal, "edge shutting down", grace)
+                .await;
+        });
+    }
+    state.tasks.close();
+    if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+        tracing::warn!("grace period over; closing what is left");
+        for session in state.registry.sessions() {
+            session.close();
+        }
+    }
+    tracing::info!("edge stopped");
+}

@@ -1,0 +1,66 @@
+//! What every task of one edge shares.
+
+use crate::auth::Authenticator;
+use crate::config::EdgeConfig;
+use crate::routes::RouteTable;
+use crate::tunnel::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct EdgeState {
+    pub config: EdgeConfig,
+    pub edge_id: String,
+    pub registry: Registry,
+    pub routes: Arc<dyn RouteTable>,
+    pub auth: Arc<dyn Authenticator>,
+    /// Cancelled when the edge starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Every connection and session task, waited for on shutdown.
+    pub tasks: TaskTracker,
+    /// Caps visitor and agent connections together.
+    pub connections: Arc<Semaphore>,
+    /// The visitor listener's address, for public URLs.
+    pub visitor_addr: Option<SocketAddr>,
+    request_counter: AtomicU64,
+}
+
+impl EdgeState {
+    pub fn new(
+        config: EdgeConfig,
+        routes: Arc<dyn RouteTable>,
+        auth: Arc<dyn Authenticator>,
+        visitor_addr: Option<SocketAddr>,
+        shutdown: CancellationToken,
+    ) -> EdgeState {
+        let edge_id = config
+            .edge_id
+            .clone()
+            .unwrap_or_else(|| format!("e_{:08x}", rand::random::<u32>()));
+        EdgeState {
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            edge_id,
+            registry: Registry::default(),
+            routes,
+            auth,
+            shutdown,
+            tasks: TaskTracker::new(),
+            visitor_addr,
+            request_counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn public_url(&self, hostname: &str) -> String {
+        self.config.public_url(hostname, self.visitor_addr)
+    }
+
+    /// A request id unique on this edge: its id and a counter (cheap: no randomness per request).
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.edge_id)
+    }
+}

@@ -1,0 +1,277 @@
+//! One agent session from handshake to cleanup: read HELLO, authenticate, claim each tunnel's
+//! route, answer WELCOME, serve until the session ends, then release exactly what it held.
+
+use crate::auth::Identity;
+use crate::names::Subdomain;
+use crate::routes::{Claimed, Route, RouteError};
+use crate::state::EdgeState;
+use crate::tunnel::LiveTunnel;
+use crate::tunnel::upstream::Pool;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::WebSocketStream;
+use warren_proto::control::{
+    Event, Hello, MAX_TUNNELS_PER_SESSION, Reject, RejectCode, TunnelReady, Welcome,
+};
+use warren_proto::error::GoAwayCode;
+use warren_proto::mux::{Heartbeat, Role};
+use warren_proto::{Mux, Settings};
+use warren_session::handshake::{self, HandshakeError};
+use warren_session::{Session, SessionEvent};
+
+type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// A tunnel the HELLO asked for, with its hostname decided.
+struct Planned {
+    id: warren_proto::TunnelId,
+    hostname: String,
+}
+
+pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
+    let hello = match handshake::read_hello(&mut ws, state.config.handshake_timeout).await {
+        Ok(hello) => hello,
+        Err(e) => return refuse_handshake(&mut ws, e, peer).await,
+    };
+    let identity = match state.auth.authenticate(&hello.credential).await {
+        Ok(identity) => identity,
+        Err(reject) => {
+            tracing::info!(code = ?reject.code, "agent refused");
+            let _ = handshake::send_reject(&mut ws, &reject).await;
+            return;
+        }
+    };
+    let planned = match plan_tunnels(&state, &hello, &identity) {
+        Ok(planned) => planned,
+        Err(reject) => {
+            let _ = handshake::send_reject(&mut ws, &reject).await;
+            return;
+        }
+    };
+    let session_id = new_session_id();
+    tracing::Span::current().record("session", session_id.as_str());
+    if let Err(reject) = claim_routes(&state, &planned, &identity, &session_id).await {
+        let _ = handshake::send_reject(&mut ws, &reject).await;
+        return;
+    }
+    let welcome = welcome(&state, &planned, &session_id);
+    if let Err(e) = handshake::send_welcome(&mut ws, &welcome).await {
+        tracing::debug!(error = %e, "agent left during the handshake");
+        release_routes(&state, &planned, &session_id).await;
+        return;
+    }
+    let heartbeat = heartbeat(&state);
+    let mux = Mux::new(
+        Role::Edge,
+        welcome.settings,
+        hello.settings,
+        heartbeat,
+        tokio::time::Instant::now().into_std(),
+    );
+    let span = tracing::info_span!("session", id = %session_id, agent = %peer);
+    let (session, _incoming, events) = warren_session::spawn(ws, mux, span);
+    register(&state, &planned, &session, &session_id, &identity, hello.request_log);
+    tracing::info!(
+        session = %session_id,
+        agent = %peer,
+        agent_version = %hello.agent_version,
+        tunnels = ?planned.iter().map(|p| p.hostname.as_str()).collect::<Vec<_>>(),
+        "agent session started"
+    );
+    let end = serve(&session, events).await;
+    for tunnel in &planned {
+        if let Some(live) = state.registry.lookup(&tunnel.hostname)
+            && live.session_id == session_id
+        {
+            live.pool.clear();
+        }
+        state.registry.remove_tunnel(&tunnel.hostname, &session_id);
+    }
+    release_routes(&state, &planned, &session_id).await;
+    state.registry.remove_session(&session_id);
+    tracing::info!(session = %session_id, reason = %end, "agent session ended");
+}
+
+async fn refuse_handshake(ws: &mut Ws, error: HandshakeError, peer: SocketAddr) {
+    tracing::info!(agent = %peer, error = %error, "agent handshake failed");
+    let reject = match error {
+        HandshakeError::UnsupportedVersion(version) => Reject::unsupported_version(version),
+        HandshakeError::Invalid(message) => Reject::new(RejectCode::BadRequest, message),
+        _ => return,
+    };
+    let _ = handshake::send_reject(ws, &reject).await;
+}
+
+/// Decides each tunnel's hostname, or the reason the HELLO cannot be served.
+fn plan_tunnels(state: &EdgeState, hello: &Hello, identity: &Identity) -> Result<Vec<Planned>, Reject> {
+    if hello.tunnels.is_empty() || hello.tunnels.len() > MAX_TUNNELS_PER_SESSION {
+        return Err(Reject::new(
+            RejectCode::BadRequest,
+            format!("a session carries 1 to {MAX_TUNNELS_PER_SESSION} tunnels"),
+        ));
+    }
+    let mut ids = HashSet::new();
+    let mut hosts = HashSet::new();
+    let mut planned = Vec::with_capacity(hello.tunnels.len());
+    for request in &hello.tunnels {
+        if !ids.insert(request.id) {
+            return Err(Reject::new(RejectCode::BadRequest, format!("tunnel id {} is repeated", request.id)));
+        }
+        let subdomain = match &request.subdomain {
+            Some(name) => Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?,
+            None => Subdomain::stable(&identity.account_id, &request.local_addr),
+        };
+        let hostname = format!("{subdomain}.{}", state.config.domain);
+        if !hosts.insert(hostname.clone()) {
+            return Err(Reject::new(
+                RejectCode::BadRequest,
+                format!("two tunnels of this session ask for {hostname}"),
+            ));
+        }
+        planned.push(Planned { id: request.id, hostname });
+    }
+    Ok(planned)
+}
+
+async fn claim_routes(
+    state: &EdgeState,
+    planned: &[Planned],
+    identity: &Identity,
+    session_id: &str,
+) -> Result<(), Reject> {
+    for (i, tunnel) in planned.iter().enumerate() {
+        let route = Route {
+            edge_id: state.edge_id.clone(),
+            session_id: session_id.to_string(),
+            tunnel_id: tunnel.id.0,
+            account_id: identity.account_id.clone(),
+            region: state.config.region.clone(),
+        };
+        let refusal = match state.routes.claim(&tunnel.hostname, &route).await {
+            Ok(Claimed::New) => continue,
+            Ok(Claimed::TookOver(previous)) => {
+                tracing::info!(host = %tunnel.hostname, previous = %previous.session_id, "tunnel taken over by a new session");
+                continue;
+            }
+            Err(RouteError::Taken { host }) => Reject::new(
+                RejectCode::SubdomainTaken,
+                format!("{host} is in use by another account: choose another name with --subdomain"),
+            ),
+            Err(RouteError::Unavailable(e)) => {
+                tracing::error!(error = %e, "route table unavailable");
+                Reject::new(RejectCode::Overloaded, "the edge cannot reach its route table; try again shortly")
+            }
+        };
+        release_routes(state, &planned[..i], session_id).await;
+        return Err(refusal);
+    }
+    Ok(())
+}
+
+async fn release_routes(state: &EdgeState, planned: &[Planned], session_id: &str) {
+    for tunnel in planned {
+        if let Err(e) = state.routes.release(&tunnel.hostname, session_id).await {
+            tracing::warn!(host = %tunnel.hostname, error = %e, "could not release route; its lease will expire");
+        }
+    }
+}
+
+fn welcome(state: &EdgeState, planned: &[Planned], session_id: &str) -> Welcome {
+    let heartbeat = heartbeat(state);
+    Welcome {
+        session_id: session_id.to_string(),
+        tunnels: planned
+            .iter()
+            .map(|p| TunnelReady {
+                id: p.id,
+                hostname: p.hostname.clone(),
+                public_url: state.public_url(&p.hostname),
+            })
+            .collect(),
+        settings: Settings {
+            max_streams: state.config.max_streams_per_session,
+            ..Settings::default()
+        },
+        heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,
+        heartbeat_timeout_ms: heartbeat.timeout.as_millis() as u64,
+    }
+}
+
+fn heartbeat(state: &EdgeState) -> Heartbeat {
+    Heartbeat {
+        interval: state.config.heartbeat_interval,
+        timeout: state.config.heartbeat_interval * 3,
+    }
+}
+
+/// Makes the session's tunnels reachable, displacing older sessions of the same account.
+fn register(
+    state: &EdgeState,
+    planned: &[Planned],
+    session: &Session,
+    session_id: &str,
+    identity: &Identity,
+    request_log: bool,
+) {
+    state.registry.add_session(session_id, session.clone());
+    for tunnel in planned {
+        let live = Arc::new(LiveTunnel {
+            hostname: tunnel.hostname.clone(),
+            public_url: state.public_url(&tunnel.hostname),
+            id: tunnel.id,
+            session: session.clone(),
+            session_id: session_id.to_string(),
+            account_id: identity.account_id.clone(),
+            request_log,
+            pool: Pool::new(state.config.pool_idle_per_tunnel),
+        });
+        if let Some(old) = state.registry.insert_tunnel(live) {
+            displace(&old);
+        }
+    }
+}
+
+/// An older session of the same account lost this tunnel to a newer one: tell its agent and
+/// let it drain.
+fn displace(old: &LiveTunnel) {
+    old.pool.clear();
+    old.session.send_message(&Event::TunnelClosed {
+        id: old.id,
+        reason: format!("{} is now served by another agent session", old.hostname),
+    });
+    let session = old.session.clone();
+    tokio::spawn(async move {
+        session
+            .drain(GoAwayCode::Replaced, "tunnel taken over by a newer session", Duration::from_secs(30))
+            .await;
+    });
+}
+
+/// Serves the session until it ends. The agent's own GOAWAY needs nothing here: it stops
+/// new streams in the multiplexer, and the agent closes the session when its streams are done.
+async fn serve(
+    session: &Session,
+    mut events: tokio::sync::mpsc::Receiver<SessionEvent>,
+) -> warren_session::SessionEnd {
+    loop {
+        tokio::select! {
+            end = session.ended() => return end,
+            event = events.recv() => match event {
+                Some(SessionEvent::GoAway { code, message }) => {
+                    tracing::info!(?code, %message, "agent is going away");
+                }
+                Some(SessionEvent::Message(message)) => {
+                    tracing::debug!(?message, "message from agent");
+                }
+                None => return session.ended().await,
+            },
+        }
+    }
+}
+
+fn new_session_id() -> String {
+    format!("s_{:016x}", rand::random::<u64>())
+}

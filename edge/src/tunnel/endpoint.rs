@@ -1,0 +1,84 @@
+//! `GET /_warren/tunnel` with `Upgrade: websocket`: where agents open sessions.
+
+use crate::error::EdgeError;
+use crate::state::EdgeState;
+use crate::visitor::body::EdgeBody;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tracing::Instrument;
+
+/// The path of the tunnel endpoint on the edge's own domain.
+pub const TUNNEL_PATH: &str = "/_warren/tunnel";
+
+/// Answers the WebSocket upgrade and runs the session in a task of its own.
+pub fn accept(
+    state: &Arc<EdgeState>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let key = websocket_key(&req)?;
+    if state.shutdown.is_cancelled() {
+        return Err(EdgeError::ShuttingDown);
+    }
+    if state.registry.session_count() >= state.config.max_sessions {
+        return Err(EdgeError::Overloaded);
+    }
+    let accept_key = derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(&mut req);
+    let task_state = state.clone();
+    let span = tracing::info_span!("session", agent = %peer);
+    state.tasks.spawn(
+        async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(warren_session::ws_config()),
+                    )
+                    .await;
+                    crate::tunnel::attach::run(task_state, ws, peer).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "agent upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+    let mut response = Response::new(EdgeBody::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&accept_key) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    Ok(response)
+}
+
+fn websocket_key(req: &Request<Incoming>) -> Result<String, EdgeError> {
+    let headers = req.headers();
+    let is_websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_websocket || !crate::visitor::headers::is_upgrade(headers) {
+        return Err(EdgeError::BadRequest(
+            "the tunnel endpoint speaks WebSocket only: connect with the warren CLI".into(),
+        ));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(EdgeError::BadRequest("WebSocket version 13 is required".into()));
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 64)
+        .map(str::to_string)
+        .ok_or_else(|| EdgeError::BadRequest("missing Sec-WebSocket-Key".into()))
+}

@@ -1,0 +1,13 @@
+//! The agent side of the edge: where agents connect, and the live tunnels they serve.
+//!
+//! - `endpoint.rs`: the WebSocket upgrade at `/_warren/tunnel`.
+//! - `attach.rs`: one session's life: handshake, authentication, route claims, serving, cleanup.
+//! - `registry.rs`: the tunnels and sessions live on this edge.
+//! - `upstream.rs`: sending a visitor request down a tunnel, over pooled streams.
+
+pub mod attach;
+pub mod endpoint;
+pub mod registry;
+pub mod upstream;
+
+pub use registry::{LiveTunnel, Registry};

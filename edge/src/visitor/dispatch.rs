@@ -1,0 +1,80 @@
+//! Where a visitor request goes: the edge itself, or a tunnel. Every failure on the way
+//! becomes an error page here, in one place.
+
+use crate::error::EdgeError;
+use crate::host::{self, Target};
+use crate::state::EdgeState;
+use crate::visitor::body::EdgeBody;
+use crate::visitor::{apex, error_page, forward};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which listener a connection arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The public listener: tunnels by host, and the edge's own domain.
+    Visitor,
+    /// A dedicated listener for agents: only the edge's own endpoints, whatever the host.
+    Tunnel,
+}
+
+/// Facts about one visitor request that outlive its parts.
+pub struct RequestContext {
+    pub peer: SocketAddr,
+    pub request_id: String,
+    pub started: Instant,
+}
+
+pub async fn handle(
+    state: Arc<EdgeState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    listener: Listener,
+) -> Result<Response<EdgeBody>, Infallible> {
+    let ctx = RequestContext {
+        peer,
+        request_id: request_id(&state, &req),
+        started: Instant::now(),
+    };
+    let html = error_page::wants_html(req.headers());
+    let result = match listener {
+        Listener::Tunnel => apex::handle(&state, req, peer),
+        Listener::Visitor => route(&state, req, &ctx).await,
+    };
+    Ok(result.unwrap_or_else(|error| {
+        tracing::debug!(visitor = %peer, request_id = %ctx.request_id, %error, side = ?error.side(), "request failed");
+        error_page::render(&error, html, &ctx.request_id)
+    }))
+}
+
+async fn route(
+    state: &Arc<EdgeState>,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let host = host::request_host(&req)?;
+    match host::classify(&host, &state.config.domain)? {
+        Target::Apex => apex::handle(state, req, ctx.peer),
+        Target::Tunnel(hostname) => {
+            let tunnel = state
+                .registry
+                .lookup(&hostname)
+                .ok_or(EdgeError::UnknownTunnel { host: hostname })?;
+            forward::forward(state, tunnel, req, ctx).await
+        }
+    }
+}
+
+/// The visitor's own `X-Request-Id` if it is sane, else a fresh one.
+fn request_id(state: &EdgeState, req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(&crate::visitor::headers::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| state.next_request_id())
+}

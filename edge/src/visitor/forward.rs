@@ -1,0 +1,158 @@
+//! A visitor request on its way to the local service: rewrite its headers, send it down the
+//! tunnel, stream the response back, and tell the agent how it went.
+
+use crate::error::EdgeError;
+use crate::state::EdgeState;
+use crate::tunnel::LiveTunnel;
+use crate::visitor::body::{EdgeBody, Metered, OnEnd};
+use crate::visitor::dispatch::RequestContext;
+use crate::visitor::{headers, upgrade};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use warren_proto::control::{Event, RequestLog};
+
+/// Longest path kept in a request log line.
+const MAX_LOGGED_PATH: usize = 512;
+
+pub async fn forward(
+    state: &Arc<EdgeState>,
+    tunnel: Arc<LiveTunnel>,
+    mut req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let wants_upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let visitor_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let mut log = tunnel.request_log.then(|| RequestLogger::new(&tunnel, &req, ctx));
+    let bytes_in = log.as_ref().map(|l| l.bytes_in.clone());
+
+    let (mut parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let forwarded_host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(&tunnel.hostname).to_string();
+    headers::strip_hop_by_hop(&mut parts.headers, wants_upgrade);
+    headers::join_cookies(&mut parts.headers);
+    // The edge answered any `Expect: 100-continue` itself when it started reading the body.
+    parts.headers.remove(header::EXPECT);
+    if let Some(host) = host {
+        parts.headers.insert(header::HOST, host);
+    }
+    headers::add_forwarded(&mut parts.headers, ctx.peer.ip(), "http", &forwarded_host);
+    if !parts.headers.contains_key(&headers::X_REQUEST_ID)
+        && let Ok(id) = HeaderValue::from_str(&ctx.request_id)
+    {
+        parts.headers.insert(&headers::X_REQUEST_ID, id);
+    }
+    parts.uri = origin_form(&parts.uri);
+    parts.version = Version::HTTP_11;
+    let body = match bytes_in {
+        Some(counter) => Metered::new(body).counting_into(counter),
+        None => Metered::new(body),
+    };
+
+    let mut response = match tunnel.send(Request::from_parts(parts, body), state.config.upstream_timeout).await {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some(log) = log.take() {
+                log.finish(0, 0, Some(error.code()));
+            }
+            return Err(error);
+        }
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(visitor_upgrade) = visitor_upgrade else {
+            return Err(EdgeError::LocalError("the local service switched protocols unasked".into()));
+        };
+        let local_upgrade = hyper::upgrade::on(&mut response);
+        upgrade::splice(visitor_upgrade, local_upgrade, ctx.request_id.clone());
+        if let Some(log) = log.take() {
+            log.finish(101, 0, None);
+        }
+        headers::strip_hop_by_hop(response.headers_mut(), true);
+        return Ok(response.map(|_| EdgeBody::empty()));
+    }
+
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    let status = parts.status.as_u16();
+    let body = match log {
+        Some(mut log) => {
+            log.status = status;
+            Metered::new(body).on_end(Box::new(log))
+        }
+        None => Metered::new(body),
+    };
+    Ok(Response::from_parts(parts, EdgeBody::Proxied { body }))
+}
+
+/// `/path?query` for the request line to the local service.
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(path)
+}
+
+/// Sends the agent one `RequestLog` when the response ends.
+struct RequestLogger {
+    tunnel: Arc<LiveTunnel>,
+    request_id: String,
+    method: String,
+    path: String,
+    started: Instant,
+    status: u16,
+    bytes_in: Arc<AtomicU64>,
+}
+
+impl RequestLogger {
+    fn new(tunnel: &Arc<LiveTunnel>, req: &Request<Incoming>, ctx: &RequestContext) -> RequestLogger {
+        let mut path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+        if path.len() > MAX_LOGGED_PATH {
+            let mut end = MAX_LOGGED_PATH;
+            while !path.is_char_boundary(end) {
+                end -= 1;
+            }
+            path.truncate(end);
+        }
+        RequestLogger {
+            tunnel: tunnel.clone(),
+            request_id: ctx.request_id.clone(),
+            method: req.method().to_string(),
+            path,
+            started: ctx.started,
+            status: 0,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn finish(self, status: u16, bytes_out: u64, error: Option<&str>) {
+        let log = RequestLog {
+            tunnel: self.tunnel.id,
+            request_id: self.request_id,
+            method: self.method,
+            path: self.path,
+            status,
+            duration_us: self.started.elapsed().as_micros() as u64,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out,
+            error: error.map(str::to_string),
+        };
+        self.tunnel.session.send_message(&Event::RequestLog(log));
+    }
+}
+
+impl OnEnd for RequestLogger {
+    fn on_end(self: Box<Self>, bytes: u64, complete: bool) {
+        let status = self.status;
+        let error = (!complete).then_some("response-interrupted");
+        self.finish(status, bytes, error);
+    }
+}

@@ -1,0 +1,47 @@
+//! One visitor connection: HTTP/1.1 (keep-alive, upgrades) or HTTP/2, with the edge's limits,
+//! closed gracefully when the edge shuts down.
+
+use crate::state::EdgeState;
+use crate::visitor::dispatch::{self, Listener};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Serves HTTP on `socket` until the visitor leaves or the edge shuts down.
+pub async fn connection(state: Arc<EdgeState>, socket: TcpStream, peer: SocketAddr, listener: Listener) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .preserve_header_case(true)
+        .max_buf_size(state.config.max_header_bytes.max(8192))
+        .max_headers(state.config.max_headers)
+        .header_read_timeout(state.config.handshake_timeout)
+        .timer(TokioTimer::new());
+    builder
+        .http2()
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(state.config.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .timer(TokioTimer::new());
+    let service_state = state.clone();
+    let service = service_fn(move |req| dispatch::handle(service_state.clone(), req, peer, listener));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = state.shutdown.cancelled() => {
+            // Finish the request in flight, accept no other on this connection.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(visitor = %peer, error = %e, "visitor connection ended with an error");
+    }
+}

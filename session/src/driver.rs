@@ -1,0 +1,167 @@
+//! The two tasks that move a session's frames: the reader (WebSocket → multiplexer, plus
+//! heartbeat deadlines) and the writer (multiplexer → WebSocket, in batches, one flush each).
+
+use crate::session::{Incoming, Session, SessionEnd, SessionEvent, Shared};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::Instrument;
+use warren_proto::frame::MAX_MESSAGE;
+use warren_proto::{Frame, Mux, ProtoError};
+
+/// How long one batch may take to reach the socket before the peer counts as gone.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+/// How long a closing session may spend saying goodbye.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Control events buffered for the application before new ones are dropped.
+const EVENT_QUEUE: usize = 256;
+
+/// WebSocket limits for tunnel sessions: messages are capped at the protocol's maximum.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+        .write_buffer_size(128 * 1024)
+        .max_write_buffer_size(4 * MAX_MESSAGE)
+}
+
+/// Starts the reader and writer tasks for a session whose handshake is done. Streams the peer
+/// opens arrive on [`Incoming`]; GOAWAY and control messages on the event receiver. Both tasks
+/// run in `span`.
+pub fn spawn<S>(
+    ws: WebSocketStream<S>,
+    mux: Mux,
+    span: tracing::Span,
+) -> (Session, Incoming, mpsc::Receiver<SessionEvent>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let shared = Arc::new(Shared::new(mux, incoming_tx, events_tx));
+    let (sink, source) = ws.split();
+    tokio::spawn(read_loop(shared.clone(), source).instrument(span.clone()));
+    tokio::spawn(write_loop(shared.clone(), sink).instrument(span));
+    (Session { shared }, Incoming(incoming_rx), events_rx)
+}
+
+async fn read_loop<S>(shared: Arc<Shared>, mut source: SplitStream<WebSocketStream<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut deadline = shared.lock().mux.next_timeout();
+    let sleep = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(sleep);
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = shared.ended.cancelled() => return,
+            message = source.next() => match message {
+                Some(Ok(Message::Binary(data))) => {
+                    if let Err(e) = on_message(&shared, data) {
+                        break protocol_failure(&shared, e);
+                    }
+                }
+                Some(Ok(Message::Text(_))) => {
+                    break protocol_failure(&shared, ProtoError::UnexpectedFrame("text message"));
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    break SessionEnd::PeerClosed(shared.lock().peer_goaway());
+                }
+                // WebSocket-level pings are answered by tungstenite; liveness is our PING.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Err(e)) => break SessionEnd::Transport(e.to_string()),
+            },
+            () = &mut sleep => {
+                let now = tokio::time::Instant::now().into_std();
+                if let Err(e) = shared.with_mux(|inner| inner.mux.handle_timeout(now)) {
+                    break protocol_failure(&shared, e);
+                }
+            }
+        }
+        let next = shared.lock().mux.next_timeout();
+        if next != deadline {
+            deadline = next;
+            sleep.as_mut().reset(deadline.into());
+        }
+    };
+    shared.end(end);
+}
+
+/// Applies every frame of one message under one lock.
+fn on_message(shared: &Arc<Shared>, mut data: Bytes) -> Result<(), ProtoError> {
+    let now = tokio::time::Instant::now().into_std();
+    if data.len() > MAX_MESSAGE {
+        return Err(warren_proto::FrameError::Oversized {
+            len: data.len(),
+            max: MAX_MESSAGE,
+        }
+        .into());
+    }
+    shared.with_mux(|inner| {
+        while !data.is_empty() {
+            match Frame::decode(&mut data)? {
+                Some(frame) => inner.mux.handle_frame(frame, now)?,
+                None => return Err(warren_proto::FrameError::Truncated(data.len()).into()),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Tells the peer why the session is closing, then reports the error as the end reason.
+fn protocol_failure(shared: &Arc<Shared>, error: ProtoError) -> SessionEnd {
+    tracing::warn!(%error, "closing tunnel session");
+    let message = error.to_string();
+    shared.with_mux(|inner| inner.mux.go_away(error.goaway_code(), &message));
+    SessionEnd::Protocol(error)
+}
+
+async fn write_loop<S>(shared: Arc<Shared>, mut sink: SplitSink<WebSocketStream<S>, Message>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut batches: Vec<Bytes> = Vec::new();
+    loop {
+        shared.with_mux(|inner| {
+            while let Some(batch) = inner.mux.poll_transmit() {
+                batches.push(batch);
+            }
+        });
+        if batches.is_empty() {
+            if shared.ended.is_cancelled() {
+                break;
+            }
+            shared.writer.notified().await;
+            continue;
+        }
+        let write = async {
+            for batch in batches.drain(..) {
+                sink.feed(Message::Binary(batch)).await?;
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(WRITE_STALL, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shared.end(SessionEnd::Transport(e.to_string()));
+                return;
+            }
+            Err(_) => {
+                shared.end(SessionEnd::Transport(format!(
+                    "the peer read nothing for {} s",
+                    WRITE_STALL.as_secs()
+                )));
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+}

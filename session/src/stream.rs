@@ -1,0 +1,117 @@
+//! A multiplexed stream as a tokio I/O object.
+
+use crate::error::to_io;
+use crate::session::Shared;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use warren_proto::mux::Read;
+use warren_proto::{ResetCode, StreamId, TunnelId};
+
+/// One stream of a session. Reads wait for data; writes wait for flow-control credit, so a
+/// slow reader at the far end slows this writer and nothing else. Dropping the stream releases
+/// it like closing a socket (FIN if everything was read, RST otherwise).
+pub struct Stream {
+    id: StreamId,
+    tunnel: TunnelId,
+    shared: Arc<Shared>,
+}
+
+impl Stream {
+    pub(crate) fn new(id: StreamId, tunnel: TunnelId, shared: Arc<Shared>) -> Stream {
+        Stream { id, tunnel, shared }
+    }
+
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// The tunnel this stream was opened for.
+    pub fn tunnel(&self) -> TunnelId {
+        self.tunnel
+    }
+
+    /// Abandons the stream in both directions, telling the peer why.
+    pub fn reset(&self, code: ResetCode) {
+        let id = self.id;
+        self.shared.with_mux(|inner| inner.mux.reset(id, code));
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .field("tunnel", &self.tunnel)
+            .finish()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let id = self.id;
+        self.shared.with_mux(|inner| {
+            match inner.mux.read(id, buf.initialize_unfilled()) {
+                Ok(Read::Data(n)) => {
+                    buf.advance(n);
+                    Poll::Ready(Ok(()))
+                }
+                Ok(Read::Eof) => Poll::Ready(Ok(())),
+                Ok(Read::Blocked) => {
+                    inner.register_reader(id, cx.waker());
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(to_io(e))),
+            }
+        })
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let id = self.id;
+        self.shared.with_mux(|inner| match inner.mux.write(id, data) {
+            Ok(0) if !data.is_empty() => {
+                inner.register_writer(id, cx.waker());
+                Poll::Pending
+            }
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        })
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Accepted bytes are already queued for the session's writer task, which flushes
+        // whenever it has written what is queued.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let id = self.id;
+        Poll::Ready(
+            self.shared
+                .with_mux(|inner| inner.mux.finish(id))
+                .map_err(to_io),
+        )
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.shared.with_mux(|inner| {
+            inner.forget(id);
+            inner.mux.release(id);
+        });
+    }
+}
