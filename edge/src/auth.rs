@@ -47,11 +47,13 @@ impl Authenticator for StaticTokens {
         };
         let presented = digest(token);
         // Check every digest, so timing says nothing about which one (or whether any) matched.
-        let position = self
-            .digests
-            .iter()
-            .enumerate()
-            .fold(None, |found, (i, d)| if constant_time_eq(d, &presented) { Some(i) } else { found });
+        let position = self.digests.iter().enumerate().fold(None, |found, (i, d)| {
+            if constant_time_eq(d, &presented) {
+                Some(i)
+            } else {
+                found
+            }
+        });
         match position {
             Some(i) => Ok(Identity {
                 account_id: self.account_id.clone(),
@@ -80,9 +82,13 @@ mod tests {
     #[tokio::test]
     async fn accepts_known_tokens_only() {
         let auth = StaticTokens::new("dev", &["wrn_good".to_string()]);
-        let ok = auth.authenticate(&Credential::Token("wrn_good".into())).await;
+        let ok = auth
+            .authenticate(&Credential::Token("wrn_good".into()))
+            .await;
         assert_eq!(ok.map(|i| i.account_id), Ok("dev".to_string()));
-        let bad = auth.authenticate(&Credential::Token("wrn_bad".into())).await;
+        let bad = auth
+            .authenticate(&Credential::Token("wrn_bad".into()))
+            .await;
         assert_eq!(bad.map_err(|r| r.code), Err(RejectCode::Unauthorized));
     }
 }

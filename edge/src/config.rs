@@ -28,7 +28,12 @@ pub struct EdgeConfig {
     pub edge_id: Option<String>,
 
     /// API tokens agents may present (comma-separated in the environment variable).
-    #[arg(long = "token", env = "WARREN_EDGE_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "token",
+        env = "WARREN_EDGE_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub tokens: Vec<String>,
 
     /// Largest request head (request line and headers) a visitor may send, in bytes.
@@ -120,17 +125,29 @@ impl EdgeConfig {
     /// Checks the settings; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<(), String> {
         let domain = &self.domain;
-        if domain.is_empty() || domain.starts_with('.') || domain.ends_with('.') || domain.contains(':') {
-            return Err(format!("--domain {domain:?} must be a host name such as tunnels.example.net"));
+        if domain.is_empty()
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains(':')
+        {
+            return Err(format!(
+                "--domain {domain:?} must be a host name such as tunnels.example.net"
+            ));
         }
         if !matches!(self.public_scheme.as_str(), "http" | "https") {
-            return Err(format!("--public-scheme must be http or https, not {:?}", self.public_scheme));
+            return Err(format!(
+                "--public-scheme must be http or https, not {:?}",
+                self.public_scheme
+            ));
         }
         if self.max_header_bytes < 8192 {
             return Err("--max-header-bytes must be at least 8192".into());
         }
-        if self.max_streams_per_session == 0 || self.max_sessions == 0 || self.max_connections == 0 {
-            return Err("--max-streams, --max-sessions and --max-connections must be at least 1".into());
+        if self.max_streams_per_session == 0 || self.max_sessions == 0 || self.max_connections == 0
+        {
+            return Err(
+                "--max-streams, --max-sessions and --max-connections must be at least 1".into(),
+            );
         }
         if self.heartbeat_interval < Duration::from_millis(100) {
             return Err("--heartbeat must be at least 100ms".into());
@@ -141,9 +158,15 @@ impl EdgeConfig {
     /// The public URL of a tunnel hostname, given the port visitors connect to.
     pub fn public_url(&self, hostname: &str, listener: Option<SocketAddr>) -> String {
         let port = self.public_port.or(listener.map(|a| a.port()));
-        let default_port = if self.public_scheme == "https" { 443 } else { 80 };
+        let default_port = if self.public_scheme == "https" {
+            443
+        } else {
+            80
+        };
         match port {
-            Some(port) if port != default_port => format!("{}://{hostname}:{port}", self.public_scheme),
+            Some(port) if port != default_port => {
+                format!("{}://{hostname}:{port}", self.public_scheme)
+            }
             _ => format!("{}://{hostname}", self.public_scheme),
         }
     }
@@ -162,7 +185,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "" | "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{raw:?} has an unknown unit {unit:?}: use ms, s, m or h")),
+        _ => Err(format!(
+            "{raw:?} has an unknown unit {unit:?}: use ms, s, m or h"
+        )),
     }
 }
 
@@ -183,14 +208,27 @@ mod tests {
     fn public_urls_omit_default_ports() {
         let config = EdgeConfig::default();
         let addr: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
-        assert_eq!(config.public_url("a.localhost", Some(addr)), "http://a.localhost:8080");
-        let https = EdgeConfig { public_scheme: "https".into(), public_port: Some(443), ..EdgeConfig::default() };
-        assert_eq!(https.public_url("a.example.net", Some(addr)), "https://a.example.net");
+        assert_eq!(
+            config.public_url("a.localhost", Some(addr)),
+            "http://a.localhost:8080"
+        );
+        let https = EdgeConfig {
+            public_scheme: "https".into(),
+            public_port: Some(443),
+            ..EdgeConfig::default()
+        };
+        assert_eq!(
+            https.public_url("a.example.net", Some(addr)),
+            "https://a.example.net"
+        );
     }
 
     #[test]
     fn debug_never_shows_tokens() {
-        let config = EdgeConfig { tokens: vec!["wrn_secret".into()], ..EdgeConfig::default() };
+        let config = EdgeConfig {
+            tokens: vec!["wrn_secret".into()],
+            ..EdgeConfig::default()
+        };
         assert!(!format!("{config:?}").contains("wrn_secret"));
     }
 }

@@ -44,9 +44,9 @@ pub enum EdgeError {
 impl EdgeError {
     pub fn status(&self) -> StatusCode {
         match self {
-            EdgeError::UnknownTunnel { .. } | EdgeError::UnknownHost { .. } | EdgeError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            EdgeError::UnknownTunnel { .. }
+            | EdgeError::UnknownHost { .. }
+            | EdgeError::NotFound => StatusCode::NOT_FOUND,
             EdgeError::MissingHost | EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::AgentUnreachable | EdgeError::LocalRefused | EdgeError::LocalError(_) => {
                 StatusCode::BAD_GATEWAY
@@ -102,7 +102,9 @@ impl EdgeError {
             EdgeError::AgentUnreachable => {
                 "The tunnel's agent disconnected. If this is your tunnel, check that `warren` is still running."
             }
-            EdgeError::Overloaded => "The tunnel has too many requests in flight. Try again shortly.",
+            EdgeError::Overloaded => {
+                "The tunnel has too many requests in flight. Try again shortly."
+            }
             EdgeError::LocalRefused => {
                 "The agent is online but nothing accepts connections on the local port. Start the local service."
             }

@@ -18,18 +18,25 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, EdgeError> {
         Some(value) => value
             .to_str()
             .map_err(|_| EdgeError::BadRequest("the Host header is not valid text".into()))?,
-        None => req.uri().authority().map(|a| a.as_str()).ok_or(EdgeError::MissingHost)?,
+        None => req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .ok_or(EdgeError::MissingHost)?,
     };
     Ok(strip_port(raw).trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// Classifies `host` against the edge's `domain`.
 pub fn classify(host: &str, domain: &str) -> Result<Target, EdgeError> {
-    if host == domain {
+    // Health checks and agents often address the edge by IP; an IP is never a tunnel.
+    if host == domain || host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(Target::Apex);
     }
     match host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) {
-        Some(label) if !label.is_empty() && !label.contains('.') => Ok(Target::Tunnel(host.to_string())),
+        Some(label) if !label.is_empty() && !label.contains('.') => {
+            Ok(Target::Tunnel(host.to_string()))
+        }
         _ => Err(EdgeError::UnknownHost {
             host: host.to_string(),
         }),
@@ -54,6 +61,8 @@ mod tests {
     #[test]
     fn classifies_tunnel_apex_and_foreign_hosts() {
         assert_eq!(classify("localhost", "localhost").ok(), Some(Target::Apex));
+        assert_eq!(classify("127.0.0.1", "localhost").ok(), Some(Target::Apex));
+        assert_eq!(classify("::1", "localhost").ok(), Some(Target::Apex));
         assert_eq!(
             classify("demo.localhost", "localhost").ok(),
             Some(Target::Tunnel("demo.localhost".into()))
@@ -70,9 +79,15 @@ mod tests {
             .body(())
             .expect("request");
         assert_eq!(request_host(&req).ok().as_deref(), Some("demo.localhost"));
-        let req = Request::builder().uri("http://x.localhost:1/").body(()).expect("request");
+        let req = Request::builder()
+            .uri("http://x.localhost:1/")
+            .body(())
+            .expect("request");
         assert_eq!(request_host(&req).ok().as_deref(), Some("x.localhost"));
-        let req = Request::builder().header("host", "[::1]:80").body(()).expect("request");
+        let req = Request::builder()
+            .header("host", "[::1]:80")
+            .body(())
+            .expect("request");
         assert_eq!(request_host(&req).ok().as_deref(), Some("::1"));
     }
 }

@@ -70,11 +70,19 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let visitor_addr = listeners.visitor.local_addr().ok();
-    let state = Arc::new(EdgeState::new(config, deps.routes, deps.auth, visitor_addr, shutdown.clone()));
+    let state = Arc::new(EdgeState::new(
+        config,
+        deps.routes,
+        deps.auth,
+        visitor_addr,
+        shutdown.clone(),
+    ));
     tracing::info!(edge = %state.edge_id, visitor = ?visitor_addr, domain = %state.config.domain, "edge started");
-    state
-        .tasks
-        .spawn(accept::accept_loop(state.clone(), listeners.visitor, Listener::Visitor));
+    state.tasks.spawn(accept::accept_loop(
+        state.clone(),
+        listeners.visitor,
+        Listener::Visitor,
+    ));
     if let Some(tunnel) = listeners.tunnel {
         state
             .tasks

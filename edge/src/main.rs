@@ -32,7 +32,9 @@ async fn main() -> anyhow::Result<()> {
     init_logging(&args.log_format);
     args.edge.validate().map_err(anyhow::Error::msg)?;
     if args.edge.tokens.is_empty() {
-        anyhow::bail!("no agent tokens configured: pass --token (or WARREN_EDGE_TOKENS) so agents can connect");
+        anyhow::bail!(
+            "no agent tokens configured: pass --token (or WARREN_EDGE_TOKENS) so agents can connect"
+        );
     }
     let visitor = TcpListener::bind(args.listen)
         .await

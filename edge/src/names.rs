@@ -4,9 +4,34 @@ use sha2::{Digest, Sha256};
 
 /// Names nobody may claim: they belong to the service itself or invite phishing.
 pub const RESERVED: &[&str] = &[
-    "www", "api", "admin", "app", "connect", "dashboard", "status", "mail", "smtp", "imap", "ftp",
-    "ns1", "ns2", "root", "warren", "edge", "control", "login", "auth", "support", "help", "docs",
-    "static", "assets", "cdn", "relay", "tunnel", "localhost",
+    "www",
+    "api",
+    "admin",
+    "app",
+    "connect",
+    "dashboard",
+    "status",
+    "mail",
+    "smtp",
+    "imap",
+    "ftp",
+    "ns1",
+    "ns2",
+    "root",
+    "warren",
+    "edge",
+    "control",
+    "login",
+    "auth",
+    "support",
+    "help",
+    "docs",
+    "static",
+    "assets",
+    "cdn",
+    "relay",
+    "tunnel",
+    "localhost",
 ];
 
 /// A valid, lowercase DNS label that may name a tunnel.
@@ -20,16 +45,23 @@ impl Subdomain {
         if !(3..=63).contains(&name.len()) {
             return Err(format!("subdomain {raw:?} must be 3 to 63 characters long"));
         }
-        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(format!(
                 "subdomain {raw:?} may contain only letters, digits and hyphens"
             ));
         }
         if name.starts_with('-') || name.ends_with('-') {
-            return Err(format!("subdomain {raw:?} must not start or end with a hyphen"));
+            return Err(format!(
+                "subdomain {raw:?} must not start or end with a hyphen"
+            ));
         }
         if RESERVED.contains(&name.as_str()) {
-            return Err(format!("subdomain {raw:?} is reserved; choose another name"));
+            return Err(format!(
+                "subdomain {raw:?} is reserved; choose another name"
+            ));
         }
         Ok(Subdomain(name))
     }
@@ -69,12 +101,23 @@ mod tests {
 
     #[test]
     fn accepts_dns_labels_and_lowercases() {
-        assert_eq!(Subdomain::parse("My-App1").map(|s| s.0), Ok("my-app1".to_string()));
+        assert_eq!(
+            Subdomain::parse("My-App1").map(|s| s.0),
+            Ok("my-app1".to_string())
+        );
     }
 
     #[test]
     fn rejects_bad_names_with_a_reason() {
-        for bad in ["ab", "-abc", "abc-", "a_b_c", "a.b.c", "www", &"x".repeat(64)] {
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "a_b_c",
+            "a.b.c",
+            "www",
+            &"x".repeat(64),
+        ] {
             let err = Subdomain::parse(bad).expect_err(bad);
             assert!(err.contains("subdomain"), "{err}");
         }

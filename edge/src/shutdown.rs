@@ -10,6 +10,8 @@ pub async fn drain(state: &Arc<EdgeState>) {
     let grace = state.config.shutdown_grace;
     let sessions = state.registry.sessions();
     tracing::info!(sessions = sessions.len(), ?grace, "edge draining");
+    // Idle pooled streams would hold every session open until the grace period ends.
+    state.registry.clear_pools();
     for session in &sessions {
         let session = session.clone();
         state.tasks.spawn(async move {
@@ -19,7 +21,10 @@ pub async fn drain(state: &Arc<EdgeState>) {
         });
     }
     state.tasks.close();
-    if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(grace, state.tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; closing what is left");
         for session in state.registry.sessions() {
             session.close();

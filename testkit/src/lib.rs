@@ -4,8 +4,10 @@
 //! # Layout
 //! - `origin`: the local service behind a tunnel, with endpoints for each kind of traffic.
 //! - `pattern`: the deterministic byte pattern large transfers carry and are checked against.
+//! - `cluster`: an edge and agents, started through the same `run` functions as the binaries.
 //! - `client`: HTTP/1.1 and WebSocket helpers that set an arbitrary `Host` (tunnels route by it).
 
 pub mod client;
+pub mod cluster;
 pub mod origin;
 pub mod pattern;

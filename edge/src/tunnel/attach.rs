@@ -73,7 +73,14 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
     );
     let span = tracing::info_span!("session", id = %session_id, agent = %peer);
     let (session, _incoming, events) = warren_session::spawn(ws, mux, span);
-    register(&state, &planned, &session, &session_id, &identity, hello.request_log);
+    register(
+        &state,
+        &planned,
+        &session,
+        &session_id,
+        &identity,
+        hello.request_log,
+    );
     tracing::info!(
         session = %session_id,
         agent = %peer,
@@ -81,7 +88,7 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         tunnels = ?planned.iter().map(|p| p.hostname.as_str()).collect::<Vec<_>>(),
         "agent session started"
     );
-    let end = serve(&session, events).await;
+    let end = serve(&state, &planned, &session_id, &session, events).await;
     for tunnel in &planned {
         if let Some(live) = state.registry.lookup(&tunnel.hostname)
             && live.session_id == session_id
@@ -106,7 +113,11 @@ async fn refuse_handshake(ws: &mut Ws, error: HandshakeError, peer: SocketAddr) 
 }
 
 /// Decides each tunnel's hostname, or the reason the HELLO cannot be served.
-fn plan_tunnels(state: &EdgeState, hello: &Hello, identity: &Identity) -> Result<Vec<Planned>, Reject> {
+fn plan_tunnels(
+    state: &EdgeState,
+    hello: &Hello,
+    identity: &Identity,
+) -> Result<Vec<Planned>, Reject> {
     if hello.tunnels.is_empty() || hello.tunnels.len() > MAX_TUNNELS_PER_SESSION {
         return Err(Reject::new(
             RejectCode::BadRequest,
@@ -118,10 +129,15 @@ fn plan_tunnels(state: &EdgeState, hello: &Hello, identity: &Identity) -> Result
     let mut planned = Vec::with_capacity(hello.tunnels.len());
     for request in &hello.tunnels {
         if !ids.insert(request.id) {
-            return Err(Reject::new(RejectCode::BadRequest, format!("tunnel id {} is repeated", request.id)));
+            return Err(Reject::new(
+                RejectCode::BadRequest,
+                format!("tunnel id {} is repeated", request.id),
+            ));
         }
         let subdomain = match &request.subdomain {
-            Some(name) => Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?,
+            Some(name) => {
+                Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?
+            }
             None => Subdomain::stable(&identity.account_id, &request.local_addr),
         };
         let hostname = format!("{subdomain}.{}", state.config.domain);
@@ -131,7 +147,10 @@ fn plan_tunnels(state: &EdgeState, hello: &Hello, identity: &Identity) -> Result
                 format!("two tunnels of this session ask for {hostname}"),
             ));
         }
-        planned.push(Planned { id: request.id, hostname });
+        planned.push(Planned {
+            id: request.id,
+            hostname,
+        });
     }
     Ok(planned)
 }
@@ -158,11 +177,16 @@ async fn claim_routes(
             }
             Err(RouteError::Taken { host }) => Reject::new(
                 RejectCode::SubdomainTaken,
-                format!("{host} is in use by another account: choose another name with --subdomain"),
+                format!(
+                    "{host} is in use by another account: choose another name with --subdomain"
+                ),
             ),
             Err(RouteError::Unavailable(e)) => {
                 tracing::error!(error = %e, "route table unavailable");
-                Reject::new(RejectCode::Overloaded, "the edge cannot reach its route table; try again shortly")
+                Reject::new(
+                    RejectCode::Overloaded,
+                    "the edge cannot reach its route table; try again shortly",
+                )
             }
         };
         release_routes(state, &planned[..i], session_id).await;
@@ -245,14 +269,22 @@ fn displace(old: &LiveTunnel) {
     let session = old.session.clone();
     tokio::spawn(async move {
         session
-            .drain(GoAwayCode::Replaced, "tunnel taken over by a newer session", Duration::from_secs(30))
+            .drain(
+                GoAwayCode::Replaced,
+                "tunnel taken over by a newer session",
+                Duration::from_secs(30),
+            )
             .await;
     });
 }
 
-/// Serves the session until it ends. The agent's own GOAWAY needs nothing here: it stops
-/// new streams in the multiplexer, and the agent closes the session when its streams are done.
+/// Serves the session until it ends. When the agent sends GOAWAY the multiplexer already
+/// refuses new streams; idle pooled connections are dropped here so the agent's drain is not
+/// held up by streams nobody will use again.
 async fn serve(
+    state: &EdgeState,
+    planned: &[Planned],
+    session_id: &str,
     session: &Session,
     mut events: tokio::sync::mpsc::Receiver<SessionEvent>,
 ) -> warren_session::SessionEnd {
@@ -262,6 +294,13 @@ async fn serve(
             event = events.recv() => match event {
                 Some(SessionEvent::GoAway { code, message }) => {
                     tracing::info!(?code, %message, "agent is going away");
+                    for tunnel in planned {
+                        if let Some(live) = state.registry.lookup(&tunnel.hostname)
+                            && live.session_id == session_id
+                        {
+                            live.pool.clear();
+                        }
+                    }
                 }
                 Some(SessionEvent::Message(message)) => {
                     tracing::debug!(?message, "message from agent");

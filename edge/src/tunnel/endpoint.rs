@@ -72,8 +72,14 @@ fn websocket_key(req: &Request<Incoming>) -> Result<String, EdgeError> {
             "the tunnel endpoint speaks WebSocket only: connect with the warren CLI".into(),
         ));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return Err(EdgeError::BadRequest("WebSocket version 13 is required".into()));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(EdgeError::BadRequest(
+            "WebSocket version 13 is required".into(),
+        ));
     }
     headers
         .get(header::SEC_WEBSOCKET_KEY)

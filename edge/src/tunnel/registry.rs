@@ -39,7 +39,10 @@ impl Registry {
     /// Stops serving `host` if `session_id` still serves it.
     pub fn remove_tunnel(&self, host: &str, session_id: &str) -> bool {
         let mut tunnels = write(&self.tunnels);
-        if tunnels.get(host).is_some_and(|t| t.session_id == session_id) {
+        if tunnels
+            .get(host)
+            .is_some_and(|t| t.session_id == session_id)
+        {
             tunnels.remove(host);
             return true;
         }
@@ -64,6 +67,13 @@ impl Registry {
 
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
+    }
+
+    /// Drops every idle upstream connection (before draining).
+    pub fn clear_pools(&self) {
+        for tunnel in read(&self.tunnels).values() {
+            tunnel.pool.clear();
+        }
     }
 
     pub fn tunnel_count(&self) -> usize {

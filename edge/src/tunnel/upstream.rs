@@ -90,7 +90,7 @@ impl LiveTunnel {
             // The connection is reusable once the response body has been read to the end.
             let tunnel = self.clone();
             tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
+                if sender.ready().await.is_ok() && !tunnel.session.is_going_away() {
                     tunnel.pool.checkin(sender);
                 }
             });

@@ -67,9 +67,9 @@ impl Body for Metered {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let ended = match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
@@ -78,13 +78,15 @@ impl Body for Metered {
                         shared.fetch_add(n, Ordering::Relaxed);
                     }
                 }
+                // With a known length the server stops polling after the last byte, so the
+                // end is noticed here rather than by a final `None`.
+                this.inner.is_end_stream()
             }
-            Poll::Ready(None) => {
-                if let Some(on_end) = this.on_end.take() {
-                    on_end.on_end(*this.bytes, true);
-                }
-            }
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Err(_))) | Poll::Pending => false,
+        };
+        if ended && let Some(on_end) = this.on_end.take() {
+            on_end.on_end(*this.bytes, true);
         }
         polled
     }

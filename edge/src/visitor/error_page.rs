@@ -96,7 +96,10 @@ mod tests {
         let page = render(&err, true, "r1");
         assert_eq!(page.status(), 404);
         assert_eq!(page.headers()[ERROR_HEADER], "tunnel-not-found");
-        assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            page.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         let json = render(&EdgeError::LocalTimeout(60), false, "r2");
         assert_eq!(json.status(), 504);
         assert_eq!(json.headers()[header::CONTENT_TYPE], "application/json");
@@ -104,7 +107,12 @@ mod tests {
 
     #[test]
     fn hostnames_are_escaped_in_html() {
-        let page = html_page(&EdgeError::UnknownTunnel { host: "<script>".into() }, "r");
+        let page = html_page(
+            &EdgeError::UnknownTunnel {
+                host: "<script>".into(),
+            },
+            "r",
+        );
         assert!(!page.contains("<script>"));
     }
 }

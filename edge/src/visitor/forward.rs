@@ -24,18 +24,26 @@ pub async fn forward(
     mut req: Request<Incoming>,
     ctx: &RequestContext,
 ) -> Result<Response<EdgeBody>, EdgeError> {
-    let wants_upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let visitor_version = req.version();
+    let wants_upgrade = visitor_version == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let visitor_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
-    let mut log = tunnel.request_log.then(|| RequestLogger::new(&tunnel, &req, ctx));
+    let mut log = tunnel
+        .request_log
+        .then(|| RequestLogger::new(&tunnel, &req, ctx));
     let bytes_in = log.as_ref().map(|l| l.bytes_in.clone());
 
     let (mut parts, body) = req.into_parts();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    let forwarded_host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(&tunnel.hostname).to_string();
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let forwarded_host = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&tunnel.hostname)
+        .to_string();
     headers::strip_hop_by_hop(&mut parts.headers, wants_upgrade);
     headers::join_cookies(&mut parts.headers);
     // The edge answered any `Expect: 100-continue` itself when it started reading the body.
@@ -56,7 +64,13 @@ pub async fn forward(
         None => Metered::new(body),
     };
 
-    let mut response = match tunnel.send(Request::from_parts(parts, body), state.config.upstream_timeout).await {
+    let mut response = match tunnel
+        .send(
+            Request::from_parts(parts, body),
+            state.config.upstream_timeout,
+        )
+        .await
+    {
         Ok(response) => response,
         Err(error) => {
             if let Some(log) = log.take() {
@@ -68,7 +82,9 @@ pub async fn forward(
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(visitor_upgrade) = visitor_upgrade else {
-            return Err(EdgeError::LocalError("the local service switched protocols unasked".into()));
+            return Err(EdgeError::LocalError(
+                "the local service switched protocols unasked".into(),
+            ));
         };
         let local_upgrade = hyper::upgrade::on(&mut response);
         upgrade::splice(visitor_upgrade, local_upgrade, ctx.request_id.clone());
@@ -81,6 +97,9 @@ pub async fn forward(
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    // The visitor's connection has its own version (an HTTP/1.0 local service still answers
+    // an HTTP/1.1 or HTTP/2 visitor in the visitor's version).
+    parts.version = visitor_version;
     let status = parts.status.as_u16();
     let body = match log {
         Some(mut log) => {
@@ -113,8 +132,16 @@ struct RequestLogger {
 }
 
 impl RequestLogger {
-    fn new(tunnel: &Arc<LiveTunnel>, req: &Request<Incoming>, ctx: &RequestContext) -> RequestLogger {
-        let mut path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    fn new(
+        tunnel: &Arc<LiveTunnel>,
+        req: &Request<Incoming>,
+        ctx: &RequestContext,
+    ) -> RequestLogger {
+        let mut path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
         if path.len() > MAX_LOGGED_PATH {
             let mut end = MAX_LOGGED_PATH;
             while !path.is_char_boundary(end) {

@@ -138,7 +138,12 @@ mod tests {
     #[test]
     fn extends_forwarded_for_chain() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        add_forwarded(&mut h, "192.0.2.7".parse().expect("ip"), "https", "a.example.net");
+        add_forwarded(
+            &mut h,
+            "192.0.2.7".parse().expect("ip"),
+            "https",
+            "a.example.net",
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.example.net");

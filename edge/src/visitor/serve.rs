@@ -12,7 +12,12 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// Serves HTTP on `socket` until the visitor leaves or the edge shuts down.
-pub async fn connection(state: Arc<EdgeState>, socket: TcpStream, peer: SocketAddr, listener: Listener) {
+pub async fn connection(
+    state: Arc<EdgeState>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    listener: Listener,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -30,7 +35,8 @@ pub async fn connection(state: Arc<EdgeState>, socket: TcpStream, peer: SocketAd
         .keep_alive_timeout(Duration::from_secs(20))
         .timer(TokioTimer::new());
     let service_state = state.clone();
-    let service = service_fn(move |req| dispatch::handle(service_state.clone(), req, peer, listener));
+    let service =
+        service_fn(move |req| dispatch::handle(service_state.clone(), req, peer, listener));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -1,0 +1,158 @@
+//! Connecting to the edge: WebSocket, HELLO, WELCOME. Every failure becomes an [`AgentError`]
+//! whose message is one sentence that says what to do.
+
+use crate::agent::options::AgentOptions;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, http::HeaderValue};
+use warren_proto::control::{
+    Credential, Hello, Reject, RejectCode, TunnelProtocol, TunnelRequest, Welcome,
+};
+use warren_proto::mux::{Heartbeat, Role};
+use warren_proto::{Mux, Settings, TunnelId};
+use warren_session::handshake::{self, HandshakeError};
+use warren_session::{Incoming, Session, SessionEvent};
+
+pub const AGENT_VERSION: &str = concat!("warren ", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "could not reach the Warren edge at {url}: {reason}. Check --edge (or WARREN_EDGE) and that the edge is running"
+    )]
+    EdgeUnreachable { url: String, reason: String },
+    #[error("{url} answered HTTP {status}, so it is not a Warren tunnel endpoint: check --edge")]
+    NotAnEdge { url: String, status: u16 },
+    #[error("the edge refused the token: {0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("the edge may accept this later: {0}")]
+    Unavailable(String),
+    #[error("the handshake with the edge failed: {0}")]
+    Handshake(String),
+    #[error("the tunnel was closed: {0}")]
+    Closed(String),
+    #[error("invalid options: {0}")]
+    Options(String),
+}
+
+impl AgentError {
+    /// Whether trying again cannot help: the user has to change something first.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Unauthorized(_)
+                | AgentError::Rejected(_)
+                | AgentError::Closed(_)
+                | AgentError::Options(_)
+                | AgentError::NotAnEdge { .. }
+        )
+    }
+
+    fn from_reject(reject: Reject) -> AgentError {
+        match reject.code {
+            RejectCode::Unauthorized | RejectCode::Forbidden => {
+                AgentError::Unauthorized(reject.message)
+            }
+            code if code.is_retryable() => AgentError::Unavailable(reject.message),
+            _ => AgentError::Rejected(reject.message),
+        }
+    }
+}
+
+/// A session that completed its handshake.
+pub struct Established {
+    pub session: Session,
+    pub incoming: Incoming,
+    pub events: tokio::sync::mpsc::Receiver<SessionEvent>,
+    pub welcome: Welcome,
+}
+
+/// Connects to the edge and completes the handshake within `options.connect_timeout`.
+pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError> {
+    let url = options.edge_url.clone();
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| AgentError::Options(format!("--edge {url:?}: {e}")))?;
+    request
+        .headers_mut()
+        .insert("user-agent", HeaderValue::from_static(AGENT_VERSION));
+    let connect = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(warren_session::ws_config()),
+        true,
+    );
+    let (mut ws, _) = tokio::time::timeout(options.connect_timeout, connect)
+        .await
+        .map_err(|_| AgentError::EdgeUnreachable {
+            url: url.clone(),
+            reason: format!("no answer within {} s", options.connect_timeout.as_secs()),
+        })?
+        .map_err(|e| connect_error(&url, e))?;
+    let hello = hello(options);
+    let welcome = handshake::agent_hello(&mut ws, &hello, options.connect_timeout)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::Rejected(reject) => AgentError::from_reject(reject),
+            other => AgentError::Handshake(other.to_string()),
+        })?;
+    let heartbeat = Heartbeat {
+        interval: Duration::from_millis(welcome.heartbeat_interval_ms.max(100)),
+        timeout: Duration::from_millis(welcome.heartbeat_timeout_ms.max(300)),
+    };
+    let mux = Mux::new(
+        Role::Agent,
+        hello.settings,
+        welcome.settings,
+        heartbeat,
+        tokio::time::Instant::now().into_std(),
+    );
+    let span = tracing::info_span!("session", id = %welcome.session_id);
+    let (session, incoming, events) = warren_session::spawn(ws, mux, span);
+    Ok(Established {
+        session,
+        incoming,
+        events,
+        welcome,
+    })
+}
+
+fn hello(options: &AgentOptions) -> Hello {
+    Hello {
+        agent_version: AGENT_VERSION.to_string(),
+        credential: Credential::Token(options.token.clone()),
+        tunnels: options
+            .tunnels
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| TunnelRequest {
+                id: TunnelId(i as u32),
+                protocol: TunnelProtocol::Http,
+                subdomain: spec.subdomain.clone(),
+                local_addr: spec.local.to_string(),
+            })
+            .collect(),
+        settings: Settings::default(),
+        request_log: options.request_log,
+    }
+}
+
+fn connect_error(url: &str, error: tungstenite::Error) -> AgentError {
+    match error {
+        tungstenite::Error::Http(response) => AgentError::NotAnEdge {
+            url: url.to_string(),
+            status: response.status().as_u16(),
+        },
+        tungstenite::Error::Url(e) => AgentError::Options(format!("--edge {url:?}: {e}")),
+        tungstenite::Error::Io(e) => AgentError::EdgeUnreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        },
+        other => AgentError::EdgeUnreachable {
+            url: url.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}

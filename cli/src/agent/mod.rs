@@ -1,0 +1,21 @@
+//! The agent: holds a tunnel session open to an edge and forwards each stream the edge opens
+//! to the local service.
+//!
+//! - `options.rs`: what to connect where; the edge URL and local targets, validated.
+//! - `connect.rs`: WebSocket connect and handshake, errors as sentences for the user.
+//! - `run.rs`: the session loop: serve, reconnect with backoff, follow GOAWAY.
+//! - `forward.rs`: one stream → one TCP connection to the local service, spliced both ways.
+//! - `backoff.rs`: exponential backoff with jitter.
+//! - `events.rs`: what the agent reports (printed as text or NDJSON by `crate::output`).
+
+pub mod backoff;
+pub mod connect;
+pub mod events;
+pub mod forward;
+pub mod options;
+pub mod run;
+
+pub use connect::AgentError;
+pub use events::AgentEvent;
+pub use options::{AgentOptions, LocalTarget, TunnelSpec};
+pub use run::run;

@@ -1,0 +1,227 @@
+//! The agent's main loop: connect, serve streams until the session ends, reconnect.
+//!
+//! - The first connection failing is fatal (a wrong `--edge` or token should fail loudly).
+//! - After that, a lost session is retried with backoff and jitter, and the same HELLO gets
+//!   the same URL back.
+//! - GOAWAY from a draining edge: connect again at once; the old session finishes its
+//!   in-flight streams in the background.
+//! - GOAWAY because the tunnel was closed or taken over: stop, and say why.
+
+use crate::agent::backoff::Backoff;
+use crate::agent::connect::{self, AgentError, Established};
+use crate::agent::events::AgentEvent;
+use crate::agent::forward::{self, LocalFailure};
+use crate::agent::options::{AgentOptions, LocalTarget};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+use warren_proto::control::Event;
+use warren_proto::error::GoAwayCode;
+use warren_session::{Session, SessionEvent};
+
+/// Longest a replaced session may take to finish its in-flight streams.
+const OLD_SESSION_GRACE: Duration = Duration::from_secs(60);
+/// How long in-flight requests get when the agent is asked to stop.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// At most one "local service is down" warning per this interval.
+const LOCAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+enum Outcome {
+    Shutdown,
+    /// The edge is draining: connect again now.
+    Moved,
+    /// The session was lost: connect again after a backoff.
+    Lost(String),
+    /// The tunnel is gone for good.
+    Closed(String),
+}
+
+/// Runs the agent until `shutdown` or a fatal error. Events go to `events`.
+pub async fn run(
+    options: AgentOptions,
+    events: UnboundedSender<AgentEvent>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let backoff = Backoff::default();
+    let mut attempt: u32 = 0;
+    let mut connected_once = false;
+    loop {
+        let established = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            result = connect::establish(&options) => result,
+        };
+        let reason = match established {
+            Ok(established) => {
+                attempt = 0;
+                connected_once = true;
+                match serve(established, &options, &events, &shutdown).await {
+                    Outcome::Shutdown => return Ok(()),
+                    Outcome::Closed(reason) => return Err(AgentError::Closed(reason)),
+                    Outcome::Moved => continue,
+                    Outcome::Lost(reason) => reason,
+                }
+            }
+            Err(e) if e.is_fatal() || !connected_once => return Err(e),
+            Err(e) => e.to_string(),
+        };
+        attempt = attempt.saturating_add(1);
+        let delay = backoff.delay(attempt);
+        let _ = events.send(AgentEvent::Reconnecting {
+            attempt,
+            delay_ms: delay.as_millis() as u64,
+            reason,
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn serve(
+    established: Established,
+    options: &AgentOptions,
+    events: &UnboundedSender<AgentEvent>,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let Established {
+        session,
+        mut incoming,
+        events: mut session_events,
+        welcome,
+    } = established;
+    for ready in &welcome.tunnels {
+        let local = options
+            .tunnels
+            .get(ready.id.0 as usize)
+            .map(|t| t.local.to_string())
+            .unwrap_or_default();
+        let _ = events.send(AgentEvent::TunnelReady {
+            public_url: ready.public_url.clone(),
+            hostname: ready.hostname.clone(),
+            local,
+            session_id: welcome.session_id.clone(),
+        });
+    }
+    let targets = Arc::new(resolve_targets(options, events));
+    let warned = Arc::new(Mutex::new(None::<Instant>));
+    loop {
+        tokio::select! {
+            stream = incoming.accept() => {
+                let Some(stream) = stream else {
+                    return Outcome::Lost(end_reason(&session));
+                };
+                let targets = targets.clone();
+                let events = events.clone();
+                let warned = warned.clone();
+                let timeout = options.local_connect_timeout;
+                tokio::spawn(async move {
+                    let Some((target, addrs)) = targets.get(stream.tunnel().0 as usize) else {
+                        stream.reset(warren_proto::ResetCode::Refused);
+                        return;
+                    };
+                    if let Err(failure) = forward::forward(stream, target, addrs, timeout).await {
+                        warn_local(&events, &warned, target, failure);
+                    }
+                });
+            }
+            event = session_events.recv() => match event {
+                Some(SessionEvent::Message(message)) => report(events, message),
+                Some(SessionEvent::GoAway { code, message }) => {
+                    if !code.should_reconnect() {
+                        session.close();
+                        return Outcome::Closed(message);
+                    }
+                    finish_in_background(session);
+                    return Outcome::Moved;
+                }
+                None => return Outcome::Lost(end_reason(&session)),
+            },
+            () = shutdown.cancelled() => {
+                session.drain(GoAwayCode::Normal, "agent shutting down", EXIT_GRACE).await;
+                return Outcome::Shutdown;
+            }
+        }
+    }
+}
+
+fn resolve_targets(
+    options: &AgentOptions,
+    events: &UnboundedSender<AgentEvent>,
+) -> Vec<(LocalTarget, Vec<SocketAddr>)> {
+    options
+        .tunnels
+        .iter()
+        .map(|spec| {
+            let addrs = spec.local.resolve().unwrap_or_else(|e| {
+                let _ = events.send(AgentEvent::Error {
+                    message: format!("cannot resolve local host {}: {e}", spec.local.host),
+                    fatal: false,
+                });
+                Vec::new()
+            });
+            (spec.local.clone(), addrs)
+        })
+        .collect()
+}
+
+fn report(events: &UnboundedSender<AgentEvent>, message: Event) {
+    let event = match message {
+        Event::RequestLog(log) => AgentEvent::Request {
+            method: log.method,
+            path: log.path,
+            status: log.status,
+            duration_ms: log.duration_us as f64 / 1000.0,
+            bytes_in: log.bytes_in,
+            bytes_out: log.bytes_out,
+            request_id: log.request_id,
+            error: log.error,
+        },
+        Event::TunnelClosed { reason, .. } => AgentEvent::Notice { message: reason },
+        Event::Notice { message } => AgentEvent::Notice { message },
+        Event::Unknown => return,
+    };
+    let _ = events.send(event);
+}
+
+fn warn_local(
+    events: &UnboundedSender<AgentEvent>,
+    warned: &Mutex<Option<Instant>>,
+    target: &LocalTarget,
+    failure: LocalFailure,
+) {
+    let mut last = warned.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_some_and(|at| at.elapsed() < LOCAL_WARNING_INTERVAL) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let message = match failure {
+        LocalFailure::Refused => format!(
+            "nothing is listening on {target}: start your local service (visitors get 502 until then)"
+        ),
+        LocalFailure::Timeout => {
+            format!("connecting to {target} timed out: is the local service stuck?")
+        }
+        LocalFailure::Other(e) => format!("cannot connect to {target}: {e}"),
+    };
+    let _ = events.send(AgentEvent::Error {
+        message,
+        fatal: false,
+    });
+}
+
+/// A session the edge is draining keeps serving its in-flight streams, then closes.
+fn finish_in_background(session: Session) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(OLD_SESSION_GRACE, session.idle()).await;
+        session.close();
+    });
+}
+
+fn end_reason(session: &Session) -> String {
+    session
+        .end_reason()
+        .map_or_else(|| "the session ended".to_string(), |end| end.to_string())
+}

@@ -1,0 +1,150 @@
+//! How the CLI reports: aligned text for people, one JSON object per line with `--json`.
+//! Results go to stdout; warnings and progress to stderr (in text mode).
+
+use crate::agent::AgentEvent;
+use serde::Serialize;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub json: bool,
+}
+
+impl Printer {
+    pub fn agent_event(&self, event: &AgentEvent) {
+        if self.json {
+            return self.json_line(event);
+        }
+        match event {
+            AgentEvent::TunnelReady {
+                public_url, local, ..
+            } => {
+                println!("Forwarding  {public_url} → {local}");
+            }
+            AgentEvent::Request {
+                method,
+                path,
+                status,
+                duration_ms,
+                bytes_out,
+                error,
+                ..
+            } => {
+                let status = if *status == 0 {
+                    "---".to_string()
+                } else {
+                    status.to_string()
+                };
+                let note = error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {method:<7} {path:<40} {status}  {:>9}  {:>9}{note}",
+                    clock(),
+                    format_duration(*duration_ms),
+                    format_bytes(*bytes_out)
+                );
+            }
+            AgentEvent::Reconnecting {
+                attempt,
+                delay_ms,
+                reason,
+            } => {
+                eprintln!(
+                    "connection lost ({reason}); reconnecting in {:.1}s (attempt {attempt})",
+                    *delay_ms as f64 / 1000.0
+                );
+            }
+            AgentEvent::Error {
+                message,
+                fatal: true,
+            } => eprintln!("error: {message}"),
+            AgentEvent::Error {
+                message,
+                fatal: false,
+            } => eprintln!("warning: {message}"),
+            AgentEvent::Notice { message } => eprintln!("note: {message}"),
+        }
+    }
+
+    /// A fatal error, as the last thing the command prints.
+    pub fn fatal(&self, message: &str) {
+        if self.json {
+            self.json_line(&AgentEvent::Error {
+                message: message.to_string(),
+                fatal: true,
+            });
+        } else {
+            eprintln!("error: {message}");
+        }
+    }
+
+    /// Any serialisable event, in JSON mode only.
+    pub fn json_line<T: Serialize>(&self, value: &T) {
+        if let Ok(line) = serde_json::to_string(value) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+fn clock() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+fn format_duration(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_sizes_and_durations() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(format_duration(12.34), "12.3ms");
+        assert_eq!(format_duration(2500.0), "2.50s");
+    }
+
+    #[test]
+    fn events_serialise_with_an_event_tag() {
+        let event = AgentEvent::TunnelReady {
+            public_url: "http://a.localhost:8080".into(),
+            hostname: "a.localhost".into(),
+            local: "localhost:3000".into(),
+            session_id: "s".into(),
+        };
+        let json = serde_json::to_value(&event).expect("json");
+        assert_eq!(json["event"], "tunnel_ready");
+        assert_eq!(json["public_url"], "http://a.localhost:8080");
+    }
+}
