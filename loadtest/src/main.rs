@@ -1,1 +1,4 @@
-fn main() { eprintln!("warren-loadtest: not implemented yet (see the load-test issue)"); std::process::exit(2); }
+fn main() {
+    eprintln!("warren-loadtest: not implemented yet (see the load-test issue)");
+    std::process::exit(2);
+}

@@ -41,7 +41,10 @@ pub enum ProtoError {
     #[error("stream {0} was opened out of order or with the wrong parity")]
     BadStreamId(StreamId),
     #[error("{kind} frame for stream {stream}, which was never opened")]
-    UnopenedStream { kind: &'static str, stream: StreamId },
+    UnopenedStream {
+        kind: &'static str,
+        stream: StreamId,
+    },
     #[error("unexpected {0} frame after the handshake")]
     UnexpectedFrame(&'static str),
     #[error("no frame from the peer for {0} ms: heartbeat deadline missed")]

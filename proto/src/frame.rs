@@ -232,12 +232,11 @@ impl Frame {
                     return Err(bad_len("GOAWAY", &payload, "at least 2"));
                 }
                 let code = GoAwayCode::from_u16(payload.get_u16());
-                let message = String::from_utf8(payload.to_vec()).map_err(|_| {
-                    FrameError::BadPayload {
+                let message =
+                    String::from_utf8(payload.to_vec()).map_err(|_| FrameError::BadPayload {
                         kind: "GOAWAY",
                         reason: "message is not UTF-8".into(),
-                    }
-                })?;
+                    })?;
                 Frame::GoAway { code, message }
             }
             KIND_HELLO => {

@@ -30,8 +30,12 @@ pub fn reset_code_of(err: &(dyn std::error::Error + 'static)) -> Option<ResetCod
 
 pub(crate) fn to_io(err: StreamError) -> io::Error {
     match err {
-        StreamError::Reset(code) => io::Error::new(io::ErrorKind::ConnectionReset, StreamReset(code)),
-        StreamError::Closed => io::Error::new(io::ErrorKind::BrokenPipe, "tunnel stream already closed"),
+        StreamError::Reset(code) => {
+            io::Error::new(io::ErrorKind::ConnectionReset, StreamReset(code))
+        }
+        StreamError::Closed => {
+            io::Error::new(io::ErrorKind::BrokenPipe, "tunnel stream already closed")
+        }
         StreamError::SessionClosed => {
             io::Error::new(io::ErrorKind::ConnectionAborted, "tunnel session closed")
         }

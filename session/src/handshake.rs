@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use warren_proto::control::{ControlMessage, Hello, Reject, Welcome, MIN_PROTOCOL_VERSION};
+use warren_proto::control::{ControlMessage, Hello, MIN_PROTOCOL_VERSION, Reject, Welcome};
 use warren_proto::{Frame, FrameError, PROTOCOL_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,10 @@ where
     match read_frame(ws, timeout).await? {
         Frame::Welcome { body } => {
             let welcome = Welcome::from_json(&body)?;
-            welcome.settings.validate().map_err(HandshakeError::Invalid)?;
+            welcome
+                .settings
+                .validate()
+                .map_err(HandshakeError::Invalid)?;
             Ok(welcome)
         }
         Frame::Reject { body } => Err(HandshakeError::Rejected(Reject::from_json(&body)?)),
@@ -85,7 +88,10 @@ where
 }
 
 /// Edge side: accepts the session.
-pub async fn send_welcome<S>(ws: &mut WebSocketStream<S>, welcome: &Welcome) -> Result<(), HandshakeError>
+pub async fn send_welcome<S>(
+    ws: &mut WebSocketStream<S>,
+    welcome: &Welcome,
+) -> Result<(), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -93,7 +99,10 @@ where
 }
 
 /// Edge side: refuses the session and closes the WebSocket.
-pub async fn send_reject<S>(ws: &mut WebSocketStream<S>, reject: &Reject) -> Result<(), HandshakeError>
+pub async fn send_reject<S>(
+    ws: &mut WebSocketStream<S>,
+    reject: &Reject,
+) -> Result<(), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -112,7 +121,10 @@ where
 }
 
 /// Reads one message holding exactly one frame.
-async fn read_frame<S>(ws: &mut WebSocketStream<S>, timeout: Duration) -> Result<Frame, HandshakeError>
+async fn read_frame<S>(
+    ws: &mut WebSocketStream<S>,
+    timeout: Duration,
+) -> Result<Frame, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

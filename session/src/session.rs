@@ -118,7 +118,9 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock is a bug in this crate; the state is still usable
         // for shutting down, so recover the guard rather than cascade the panic.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the multiplexer, then handles every event it produced.
@@ -242,12 +244,14 @@ impl Session {
 
     /// Sends a control message to the peer.
     pub fn send_message(&self, message: &control::Event) {
-        self.shared.with_mux(|inner| inner.mux.send_message(message));
+        self.shared
+            .with_mux(|inner| inner.mux.send_message(message));
     }
 
     /// Sends GOAWAY: the peer must open nothing new. Existing streams carry on.
     pub fn go_away(&self, code: GoAwayCode, message: &str) {
-        self.shared.with_mux(|inner| inner.mux.go_away(code, message));
+        self.shared
+            .with_mux(|inner| inner.mux.go_away(code, message));
     }
 
     /// Sends GOAWAY, waits up to `grace` for open streams to finish, then closes.

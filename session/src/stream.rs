@@ -56,8 +56,8 @@ impl AsyncRead for Stream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let id = self.id;
-        self.shared.with_mux(|inner| {
-            match inner.mux.read(id, buf.initialize_unfilled()) {
+        self.shared.with_mux(
+            |inner| match inner.mux.read(id, buf.initialize_unfilled()) {
                 Ok(Read::Data(n)) => {
                     buf.advance(n);
                     Poll::Ready(Ok(()))
@@ -68,8 +68,8 @@ impl AsyncRead for Stream {
                     Poll::Pending
                 }
                 Err(e) => Poll::Ready(Err(to_io(e))),
-            }
-        })
+            },
+        )
     }
 }
 
@@ -80,14 +80,15 @@ impl AsyncWrite for Stream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let id = self.id;
-        self.shared.with_mux(|inner| match inner.mux.write(id, data) {
-            Ok(0) if !data.is_empty() => {
-                inner.register_writer(id, cx.waker());
-                Poll::Pending
-            }
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(e) => Poll::Ready(Err(to_io(e))),
-        })
+        self.shared
+            .with_mux(|inner| match inner.mux.write(id, data) {
+                Ok(0) if !data.is_empty() => {
+                    inner.register_writer(id, cx.waker());
+                    Poll::Pending
+                }
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(e) => Poll::Ready(Err(to_io(e))),
+            })
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

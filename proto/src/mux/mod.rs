@@ -188,7 +188,13 @@ pub struct Mux {
 
 impl Mux {
     /// A multiplexer for a session whose handshake has completed.
-    pub fn new(role: Role, local: Settings, peer: Settings, heartbeat: Heartbeat, now: Instant) -> Mux {
+    pub fn new(
+        role: Role,
+        local: Settings,
+        peer: Settings,
+        heartbeat: Heartbeat,
+        now: Instant,
+    ) -> Mux {
         Mux {
             role,
             local,

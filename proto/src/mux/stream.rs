@@ -1,6 +1,6 @@
 //! One stream's state, and the operations the application performs on streams.
 
-use super::{Event, Mux, Settings, MAX_CREDIT, OUT_HIGH_WATER};
+use super::{Event, MAX_CREDIT, Mux, OUT_HIGH_WATER, Settings};
 use crate::error::ResetCode;
 use crate::frame::{Frame, MAX_DATA_CHUNK};
 use crate::ids::{StreamId, TunnelId};
@@ -80,7 +80,11 @@ impl Mux {
             return Err(StreamError::Reset(code));
         }
         if stream.recv_buf.is_empty() {
-            return Ok(if stream.fin_received { Read::Eof } else { Read::Blocked });
+            return Ok(if stream.fin_received {
+                Read::Eof
+            } else {
+                Read::Blocked
+            });
         }
         let mut copied = 0;
         while copied < dst.len() {

@@ -7,7 +7,11 @@ fn pair() -> (Mux, Mux, Instant) {
     let now = Instant::now();
     let s = Settings::default();
     let hb = Heartbeat::default();
-    (Mux::new(Role::Edge, s, s, hb, now), Mux::new(Role::Agent, s, s, hb, now), now)
+    (
+        Mux::new(Role::Edge, s, s, hb, now),
+        Mux::new(Role::Agent, s, s, hb, now),
+        now,
+    )
 }
 
 fn pump(from: &mut Mux, to: &mut Mux, now: Instant) {
@@ -24,7 +28,13 @@ fn open_then_data_without_round_trip() {
     let id = edge.open(TunnelId(7)).expect("open");
     assert_eq!(edge.write(id, b"hello").expect("write"), 5);
     pump(&mut edge, &mut agent, now);
-    assert_eq!(agent.poll_event(), Some(Event::Opened { stream: id, tunnel: TunnelId(7) }));
+    assert_eq!(
+        agent.poll_event(),
+        Some(Event::Opened {
+            stream: id,
+            tunnel: TunnelId(7)
+        })
+    );
     let mut buf = [0u8; 16];
     assert_eq!(agent.read(id, &mut buf).expect("read"), Read::Data(5));
     assert_eq!(&buf[..5], b"hello");
@@ -49,7 +59,10 @@ fn writer_blocks_at_stream_window_and_resumes_after_reads() {
         }
         sent += n;
     }
-    assert_eq!(sent, window, "a stream may have exactly one window in flight");
+    assert_eq!(
+        sent, window,
+        "a stream may have exactly one window in flight"
+    );
     let mut buf = vec![0u8; window];
     assert_eq!(agent.read(id, &mut buf).expect("read"), Read::Data(window));
     pump(&mut agent, &mut edge, now);
@@ -60,56 +73,121 @@ fn writer_blocks_at_stream_window_and_resumes_after_reads() {
 fn data_beyond_window_is_a_flow_control_error() {
     let (_, mut agent, now) = pair();
     agent
-        .handle_frame(Frame::Open { stream: StreamId(1), tunnel: TunnelId(0) }, now)
+        .handle_frame(
+            Frame::Open {
+                stream: StreamId(1),
+                tunnel: TunnelId(0),
+            },
+            now,
+        )
         .expect("open");
     let chunk = Bytes::from(vec![0u8; 64 * 1024]);
     let mut result = Ok(());
     for _ in 0..5 {
-        result = agent.handle_frame(Frame::Data { stream: StreamId(1), payload: chunk.clone() }, now);
+        result = agent.handle_frame(
+            Frame::Data {
+                stream: StreamId(1),
+                payload: chunk.clone(),
+            },
+            now,
+        );
         if result.is_err() {
             break;
         }
     }
-    assert!(matches!(result, Err(crate::ProtoError::StreamFlowControl { .. })));
+    assert!(matches!(
+        result,
+        Err(crate::ProtoError::StreamFlowControl { .. })
+    ));
 }
 
 #[test]
 fn open_with_wrong_parity_or_out_of_order_is_rejected() {
     let (mut edge, mut agent, now) = pair();
-    let err = edge.handle_frame(Frame::Open { stream: StreamId(3), tunnel: TunnelId(0) }, now);
+    let err = edge.handle_frame(
+        Frame::Open {
+            stream: StreamId(3),
+            tunnel: TunnelId(0),
+        },
+        now,
+    );
     assert_eq!(err, Err(crate::ProtoError::BadStreamId(StreamId(3))));
-    agent.handle_frame(Frame::Open { stream: StreamId(5), tunnel: TunnelId(0) }, now).expect("open");
-    let err = agent.handle_frame(Frame::Open { stream: StreamId(3), tunnel: TunnelId(0) }, now);
+    agent
+        .handle_frame(
+            Frame::Open {
+                stream: StreamId(5),
+                tunnel: TunnelId(0),
+            },
+            now,
+        )
+        .expect("open");
+    let err = agent.handle_frame(
+        Frame::Open {
+            stream: StreamId(3),
+            tunnel: TunnelId(0),
+        },
+        now,
+    );
     assert_eq!(err, Err(crate::ProtoError::BadStreamId(StreamId(3))));
 }
 
 #[test]
 fn data_for_unopened_stream_is_an_error_but_for_released_stream_is_dropped() {
     let (mut edge, mut agent, now) = pair();
-    let err = agent.handle_frame(Frame::Data { stream: StreamId(9), payload: Bytes::from_static(b"x") }, now);
+    let err = agent.handle_frame(
+        Frame::Data {
+            stream: StreamId(9),
+            payload: Bytes::from_static(b"x"),
+        },
+        now,
+    );
     assert!(matches!(err, Err(crate::ProtoError::UnopenedStream { .. })));
 
     let id = edge.open(TunnelId(0)).expect("open");
     pump(&mut edge, &mut agent, now);
     agent.release(id);
     agent
-        .handle_frame(Frame::Data { stream: id, payload: Bytes::from_static(b"late") }, now)
+        .handle_frame(
+            Frame::Data {
+                stream: id,
+                payload: Bytes::from_static(b"late"),
+            },
+            now,
+        )
         .expect("late data for a released stream is dropped");
 }
 
 #[test]
 fn refuses_streams_beyond_max_streams() {
     let now = Instant::now();
-    let small = Settings { max_streams: 1, ..Settings::default() };
-    let mut edge = Mux::new(Role::Edge, Settings::default(), Settings::default(), Heartbeat::default(), now);
-    let mut agent = Mux::new(Role::Agent, small, Settings::default(), Heartbeat::default(), now);
+    let small = Settings {
+        max_streams: 1,
+        ..Settings::default()
+    };
+    let mut edge = Mux::new(
+        Role::Edge,
+        Settings::default(),
+        Settings::default(),
+        Heartbeat::default(),
+        now,
+    );
+    let mut agent = Mux::new(
+        Role::Agent,
+        small,
+        Settings::default(),
+        Heartbeat::default(),
+        now,
+    );
     let a = edge.open(TunnelId(0)).expect("open");
     let b = edge.open(TunnelId(0)).expect("open");
     pump(&mut edge, &mut agent, now);
     pump(&mut agent, &mut edge, now);
     let mut buf = [0u8; 4];
     assert!(edge.read(a, &mut buf).is_ok());
-    assert_eq!(edge.read(b, &mut buf), Err(StreamError::Reset(ResetCode::Refused)));
+    assert_eq!(
+        edge.read(b, &mut buf),
+        Err(StreamError::Reset(ResetCode::Refused))
+    );
 }
 
 #[test]
@@ -121,7 +199,10 @@ fn heartbeat_pings_then_times_out() {
     pump(&mut agent, &mut edge, later + Duration::from_millis(3));
     assert_eq!(edge.rtt(), Some(Duration::from_millis(3)));
     let dead = later + Heartbeat::default().timeout + Duration::from_millis(3);
-    assert!(matches!(edge.handle_timeout(dead), Err(crate::ProtoError::HeartbeatTimeout(_))));
+    assert!(matches!(
+        edge.handle_timeout(dead),
+        Err(crate::ProtoError::HeartbeatTimeout(_))
+    ));
 }
 
 #[test]
@@ -133,7 +214,13 @@ fn goaway_stops_new_streams_but_not_existing_ones() {
     pump(&mut edge, &mut agent, now);
     assert!(agent.write(id, b"still fine").expect("write") > 0);
     let events: Vec<Event> = std::iter::from_fn(|| agent.poll_event()).collect();
-    assert!(events.iter().any(|e| matches!(e, Event::GoAway { code: GoAwayCode::Normal, .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::GoAway {
+            code: GoAwayCode::Normal,
+            ..
+        }
+    )));
 }
 
 #[test]
