@@ -43,20 +43,22 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn http(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
-    let token = args.token.filter(|t| !t.is_empty()).ok_or_else(|| {
-        anyhow::anyhow!("no token: pass --token or set WARREN_TOKEN (`warren dev` prints one)")
-    })?;
+    // What is wrong on the command line itself (port, --edge) comes first: it is reported as
+    // such even when no token is configured yet.
     let local =
         agent::options::parse_local(&args.port, &args.local_host).map_err(anyhow::Error::msg)?;
     let options = AgentOptions::new(
         &args.edge,
-        token,
+        args.token.unwrap_or_default(),
         vec![TunnelSpec {
             local,
             subdomain: args.subdomain,
         }],
     )
     .map_err(anyhow::Error::msg)?;
+    if options.token.is_empty() {
+        anyhow::bail!("no token: pass --token or set WARREN_TOKEN (`warren dev` prints one)");
+    }
     let shutdown = CancellationToken::new();
     signals::on_interrupt(shutdown.clone());
     run_agent(options, printer, shutdown)

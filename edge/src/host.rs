@@ -12,19 +12,30 @@ pub enum Target {
     Tunnel(String),
 }
 
-/// The host a request names, lowercased and without port.
+/// The host a request names, lowercased and without port: the authority of an absolute-form
+/// target (or HTTP/2 `:authority`), which overrides `Host` (RFC 9112 §3.2.2), else `Host`.
 pub fn request_host<B>(req: &Request<B>) -> Result<String, EdgeError> {
-    let raw = match req.headers().get(http::header::HOST) {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| EdgeError::BadRequest("the Host header is not valid text".into()))?,
-        None => req
-            .uri()
-            .authority()
-            .map(|a| a.as_str())
-            .ok_or(EdgeError::MissingHost)?,
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => single_host(req)?.ok_or(EdgeError::MissingHost)?,
     };
     Ok(strip_port(raw).trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The `Host` header, refusing two of them: which one routes would be a guess (RFC 9112 §3.2).
+fn single_host<B>(req: &Request<B>) -> Result<Option<&str>, EdgeError> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Ok(None);
+    };
+    if hosts.next().is_some() {
+        return Err(EdgeError::BadRequest(
+            "the request has more than one Host header".into(),
+        ));
+    }
+    host.to_str()
+        .map(Some)
+        .map_err(|_| EdgeError::BadRequest("the Host header is not valid text".into()))
 }
 
 /// Classifies `host` against the edge's `domain`.
@@ -89,5 +100,21 @@ mod tests {
             .body(())
             .expect("request");
         assert_eq!(request_host(&req).ok().as_deref(), Some("::1"));
+    }
+
+    #[test]
+    fn absolute_target_overrides_host_and_two_hosts_are_refused() {
+        let req = Request::builder()
+            .uri("http://a.localhost/x")
+            .header("host", "b.localhost")
+            .body(())
+            .expect("request");
+        assert_eq!(request_host(&req).ok().as_deref(), Some("a.localhost"));
+        let req = Request::builder()
+            .header("host", "a.localhost")
+            .header("host", "b.localhost")
+            .body(())
+            .expect("request");
+        assert!(matches!(request_host(&req), Err(EdgeError::BadRequest(_))));
     }
 }

@@ -43,13 +43,59 @@ pub fn spawn<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (session, incoming, events, unstarted) = prepare(mux);
+    unstarted.start(ws, span);
+    (session, incoming, events)
+}
+
+/// Like [`spawn`] in two steps: the session exists (streams can be opened, the handle can be
+/// registered) before its tasks run, so the caller can still write the last handshake message
+/// on the WebSocket itself. Frames queued meanwhile are sent after it. The edge uses this to
+/// make a session's tunnels routable before the agent learns its URLs from WELCOME.
+pub fn prepare(mux: Mux) -> (Session, Incoming, mpsc::Receiver<SessionEvent>, Unstarted) {
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let shared = Arc::new(Shared::new(mux, incoming_tx, events_tx));
-    let (sink, source) = ws.split();
-    tokio::spawn(read_loop(shared.clone(), source).instrument(span.clone()));
-    tokio::spawn(write_loop(shared.clone(), sink).instrument(span));
-    (Session { shared }, Incoming(incoming_rx), events_rx)
+    let unstarted = Unstarted {
+        shared: Some(shared.clone()),
+    };
+    (
+        Session { shared },
+        Incoming(incoming_rx),
+        events_rx,
+        unstarted,
+    )
+}
+
+/// A session from [`prepare`] whose tasks have not started. Dropping it unstarted ends the
+/// session, so nothing waits on a session that will never run.
+pub struct Unstarted {
+    shared: Option<Arc<Shared>>,
+}
+
+impl Unstarted {
+    /// Starts the reader and writer tasks on `ws`, both in `span`.
+    pub fn start<S>(mut self, ws: WebSocketStream<S>, span: tracing::Span)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        let (sink, source) = ws.split();
+        tokio::spawn(read_loop(shared.clone(), source).instrument(span.clone()));
+        tokio::spawn(write_loop(shared, sink).instrument(span));
+    }
+}
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.end(SessionEnd::Transport(
+                "the session was never started".into(),
+            ));
+        }
+    }
 }
 
 async fn read_loop<S>(shared: Arc<Shared>, mut source: SplitStream<WebSocketStream<S>>)

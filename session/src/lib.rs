@@ -2,6 +2,8 @@
 //!
 //! After the handshake ([`handshake`]), [`spawn`] splits the WebSocket into a reader task and a
 //! writer task that share the multiplexer behind a mutex (never held across `.await`).
+//! [`prepare`] does the same in two steps, so the edge can register a session before it sends
+//! the last handshake message.
 //! Applications see a [`Session`] handle that opens streams, and [`Stream`]s that implement
 //! `AsyncRead` + `AsyncWrite` with the multiplexer's flow control as backpressure.
 //!
@@ -19,7 +21,7 @@ pub mod handshake;
 mod session;
 mod stream;
 
-pub use driver::{spawn, ws_config};
+pub use driver::{Unstarted, prepare, spawn, ws_config};
 pub use error::{StreamReset, reset_code_of};
 pub use session::{Incoming, Session, SessionEnd, SessionEvent};
 pub use stream::Stream;

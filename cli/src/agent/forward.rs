@@ -1,12 +1,15 @@
 //! One stream from the edge → one TCP connection to the local service, bytes spliced both
-//! ways with backpressure. The edge speaks HTTP/1.1 on the stream and reuses it for further
-//! requests, so the local connection is reused too.
+//! ways with backpressure, each direction half-closed on its own like a TCP proxy. The edge
+//! speaks HTTP/1.1 on the stream and reuses it for further requests, so the local connection
+//! is reused too.
 
 use crate::agent::options::LocalTarget;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use warren_proto::ResetCode;
 use warren_session::Stream;
 
@@ -23,12 +26,12 @@ pub enum LocalFailure {
 
 /// Connects to the local service and splices `stream` to it until both sides are done.
 pub async fn forward(
-    mut stream: Stream,
+    stream: Stream,
     target: &LocalTarget,
     addrs: &[SocketAddr],
     connect_timeout: Duration,
 ) -> Result<(), LocalFailure> {
-    let mut local = match connect(addrs, connect_timeout).await {
+    let local = match connect(addrs, connect_timeout).await {
         Ok(local) => local,
         Err(failure) => {
             let code = match failure {
@@ -42,27 +45,77 @@ pub async fn forward(
         }
     };
     let _ = local.set_nodelay(true);
-    match tokio::io::copy_bidirectional_with_sizes(
-        &mut stream,
-        &mut local,
-        COPY_BUFFER,
-        COPY_BUFFER,
-    )
-    .await
-    {
-        Ok((to_local, to_edge)) => {
-            tracing::trace!(to_local, to_edge, "stream finished");
-        }
-        Err(e) => {
-            // If the local side failed, tell the edge why; if the edge side did, dropping the
-            // local connection is all there is to do.
-            if warren_session::reset_code_of(&e).is_none() {
-                stream.reset(ResetCode::LocalError);
-            }
-            tracing::debug!(error = %e, "stream ended with an error");
-        }
+    let (mut from_local, mut to_local) = local.into_split();
+    let (mut from_edge, mut to_edge) = tokio::io::split(stream);
+    // Either direction failing on the edge's side (the stream was reset: the visitor left)
+    // abandons both at once; failures on the local side end only their own direction.
+    match tokio::try_join!(
+        edge_to_local(&mut from_edge, &mut to_local),
+        local_to_edge(&mut from_local, &mut to_edge),
+    ) {
+        Ok((to_local, to_edge)) => tracing::trace!(to_local, to_edge, "stream finished"),
+        Err(e) => tracing::debug!(error = %e, "stream abandoned by the edge"),
     }
     Ok(())
+}
+
+/// Copies the request side. When the local service stops reading — typically it answered
+/// early (401, 413) and closed — the rest is read and discarded: the answer is still on its way
+/// back, and the stream must stay open until the edge has it. `Err` only if the edge failed.
+async fn edge_to_local(
+    from_edge: &mut ReadHalf<Stream>,
+    to_local: &mut OwnedWriteHalf,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut copied = 0;
+    let mut local_reads = true;
+    loop {
+        let n = from_edge.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        if !local_reads {
+            continue;
+        }
+        match to_local.write_all(&buf[..n]).await {
+            Ok(()) => copied += n as u64,
+            Err(e) => {
+                tracing::debug!(error = %e, "the local service stopped reading");
+                local_reads = false;
+            }
+        }
+    }
+    if local_reads {
+        let _ = to_local.shutdown().await;
+    }
+    Ok(copied)
+}
+
+/// Copies the response side, then half-closes the stream. A read error on the local connection
+/// ends it like a close: a local service that answers early and closes with request bytes
+/// unread resets the connection right after its answer, which must still reach the visitor.
+/// (HTTP framing lets the edge tell a complete answer from a cut one.) `Err` only if the edge
+/// failed.
+async fn local_to_edge(
+    from_local: &mut OwnedReadHalf,
+    to_edge: &mut WriteHalf<Stream>,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut copied = 0;
+    loop {
+        let n = match from_local.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "local connection failed; ending the stream");
+                break;
+            }
+        };
+        to_edge.write_all(&buf[..n]).await?;
+        copied += n as u64;
+    }
+    to_edge.shutdown().await?;
+    Ok(copied)
 }
 
 async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, LocalFailure> {

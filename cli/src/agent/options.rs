@@ -82,7 +82,7 @@ impl AgentOptions {
 /// Turns what a user types for `--edge` (`localhost:8080`, `http://…`, `wss://…`) into the
 /// tunnel endpoint's WebSocket URL.
 pub fn edge_url(raw: &str) -> Result<String, String> {
-    let raw = raw.trim().trim_end_matches('/');
+    let raw = raw.trim();
     let (scheme, rest) = match raw.split_once("://") {
         Some(("http" | "ws", rest)) => ("ws", rest),
         Some(("https" | "wss", rest)) => ("wss", rest),
@@ -93,6 +93,8 @@ pub fn edge_url(raw: &str) -> Result<String, String> {
         }
         None => ("ws", raw),
     };
+    // Trailing slashes go only after the scheme is split off: `http://` names no host.
+    let rest = rest.trim_end_matches('/');
     let (authority, path) = match rest.split_once('/') {
         Some((authority, path)) => (authority, format!("/{path}")),
         None => (rest, String::new()),

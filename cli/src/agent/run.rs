@@ -111,7 +111,7 @@ async fn serve(
         tokio::select! {
             stream = incoming.accept() => {
                 let Some(stream) = stream else {
-                    return Outcome::Lost(end_reason(&session));
+                    return after_end(&session);
                 };
                 let targets = targets.clone();
                 let events = events.clone();
@@ -134,10 +134,13 @@ async fn serve(
                         session.close();
                         return Outcome::Closed(message);
                     }
+                    let _ = events.send(AgentEvent::Notice {
+                        message: format!("the edge is closing this session ({message}); reconnecting"),
+                    });
                     finish_in_background(session);
                     return Outcome::Moved;
                 }
-                None => return Outcome::Lost(end_reason(&session)),
+                None => return after_end(&session),
             },
             () = shutdown.cancelled() => {
                 session.drain(GoAwayCode::Normal, "agent shutting down", EXIT_GRACE).await;
@@ -218,6 +221,16 @@ fn finish_in_background(session: Session) {
         let _ = tokio::time::timeout(OLD_SESSION_GRACE, session.idle()).await;
         session.close();
     });
+}
+
+/// The session ended. A GOAWAY that said "do not come back" (tunnel closed or taken over)
+/// still decides: the end of the session is often noticed before the GOAWAY event is read, and
+/// reconnecting then would take the tunnel back from the agent that replaced this one.
+fn after_end(session: &Session) -> Outcome {
+    match session.peer_goaway() {
+        Some((code, message)) if !code.should_reconnect() => Outcome::Closed(message),
+        _ => Outcome::Lost(end_reason(session)),
+    }
 }
 
 fn end_reason(session: &Session) -> String {

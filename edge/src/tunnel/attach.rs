@@ -58,21 +58,28 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         return;
     }
     let welcome = welcome(&state, &planned, &session_id);
-    if let Err(e) = handshake::send_welcome(&mut ws, &welcome).await {
-        tracing::debug!(error = %e, "agent left during the handshake");
-        release_routes(&state, &planned, &session_id).await;
-        return;
-    }
     let heartbeat = heartbeat(&state);
+    // The edge opens the session's streams (one per upstream connection), so the configured
+    // cap limits them too, within what the agent accepts.
+    let agent_settings = Settings {
+        max_streams: hello
+            .settings
+            .max_streams
+            .min(state.config.max_streams_per_session),
+        ..hello.settings
+    };
     let mux = Mux::new(
         Role::Edge,
         welcome.settings,
-        hello.settings,
+        agent_settings,
         heartbeat,
         tokio::time::Instant::now().into_std(),
     );
     let span = tracing::info_span!("session", id = %session_id, agent = %peer);
-    let (session, _incoming, events) = warren_session::spawn(ws, mux, span);
+    // The tunnels are routable before the agent hears WELCOME, so a visitor who uses a URL the
+    // moment the agent prints it is served, not told 404. Streams opened meanwhile wait in the
+    // session's queue, behind the WELCOME.
+    let (session, _incoming, events, unstarted) = warren_session::prepare(mux);
     register(
         &state,
         &planned,
@@ -81,13 +88,23 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         &identity,
         hello.request_log,
     );
-    tracing::info!(
-        session = %session_id,
-        agent = %peer,
-        agent_version = %hello.agent_version,
-        tunnels = ?planned.iter().map(|p| p.hostname.as_str()).collect::<Vec<_>>(),
-        "agent session started"
-    );
+    match handshake::send_welcome(&mut ws, &welcome).await {
+        Ok(()) => {
+            unstarted.start(ws, span);
+            tracing::info!(
+                session = %session_id,
+                agent = %peer,
+                agent_version = %hello.agent_version,
+                tunnels = ?planned.iter().map(|p| p.hostname.as_str()).collect::<Vec<_>>(),
+                "agent session started"
+            );
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "agent left during the handshake");
+            // Ends the session; the cleanup below undoes the registration and the claims.
+            drop(unstarted);
+        }
+    }
     let end = serve(&state, &planned, &session_id, &session, events).await;
     for tunnel in &planned {
         if let Some(live) = state.registry.lookup(&tunnel.hostname)

@@ -12,6 +12,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use std::error::Error as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
@@ -130,6 +131,15 @@ impl LiveTunnel {
     pub fn classify(&self, error: &hyper::Error) -> EdgeError {
         if let Some(code) = reset_code_of(error) {
             return EdgeError::from_reset(code);
+        }
+        // The request body is the visitor's (a `Metered` over the visitor's connection): when
+        // reading it fails, the request was malformed or cut short, not the local service.
+        if error.is_user()
+            && let Some(visitor) = error
+                .source()
+                .and_then(|source| source.downcast_ref::<hyper::Error>())
+        {
+            return EdgeError::BadRequest(format!("the request body could not be read: {visitor}"));
         }
         if self.session.is_ended() {
             return EdgeError::AgentUnreachable;

@@ -8,7 +8,7 @@ use crate::visitor::body::{EdgeBody, Metered, OnEnd};
 use crate::visitor::dispatch::RequestContext;
 use crate::visitor::{headers, upgrade};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,11 @@ pub async fn forward(
     mut req: Request<Incoming>,
     ctx: &RequestContext,
 ) -> Result<Response<EdgeBody>, EdgeError> {
+    if req.method() == Method::CONNECT {
+        return Err(EdgeError::BadRequest(
+            "CONNECT is not supported: Warren serves tunnels, it is not a forward proxy".into(),
+        ));
+    }
     let visitor_version = req.version();
     let wants_upgrade = visitor_version == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let visitor_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -33,12 +38,13 @@ pub async fn forward(
     let bytes_in = log.as_ref().map(|l| l.bytes_in.clone());
 
     let (mut parts, body) = req.into_parts();
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The host the request was routed by (see `host::request_host`) is the one the local
+    // service gets.
+    let host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
     let forwarded_host = host
         .as_ref()
         .and_then(|h| h.to_str().ok())
@@ -73,8 +79,9 @@ pub async fn forward(
     {
         Ok(response) => response,
         Err(error) => {
+            // The visitor gets the edge's error page: log its status, not "no response".
             if let Some(log) = log.take() {
-                log.finish(0, 0, Some(error.code()));
+                log.finish(error.status().as_u16(), 0, Some(error.code()));
             }
             return Err(error);
         }
@@ -98,8 +105,13 @@ pub async fn forward(
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The visitor's connection has its own version (an HTTP/1.0 local service still answers
-    // an HTTP/1.1 or HTTP/2 visitor in the visitor's version).
-    parts.version = visitor_version;
+    // an HTTP/1.1 or HTTP/2 visitor in the visitor's version). An HTTP/1.0 visitor gets an
+    // HTTP/1.1 response head, which hyper downgrades itself: given an HTTP/1.0 head, hyper
+    // would close a connection the visitor asked to keep alive.
+    parts.version = match visitor_version {
+        Version::HTTP_10 => Version::HTTP_11,
+        version => version,
+    };
     let status = parts.status.as_u16();
     let body = match log {
         Some(mut log) => {

@@ -1,0 +1,428 @@
+//! The real `warren` binary, run as a child process against in-process edges: what a user sees
+//! on stdout and stderr, exit codes, and signals.
+//!
+//! Every child is killed when its [`Warren`] handle drops, and every wait has a deadline.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use warren_testkit::client;
+use warren_testkit::cluster::{DEADLINE, TEST_TOKEN, TestEdge};
+use warren_testkit::origin::Origin;
+
+const WARREN: &str = env!("CARGO_BIN_EXE_warren");
+/// How long a command that fails or is interrupted may take to exit.
+const EXIT_DEADLINE: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------------
+// Failing fast, with a sentence that says what to do
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_unreachable_edge_fails_fast_naming_the_edge() -> anyhow::Result<()> {
+    let port = closed_port().await?;
+    let edge = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut warren = Warren::spawn(&["http", "3000", "--edge", &edge, "--token", "x"])?;
+    let status = warren.exit_within(EXIT_DEADLINE).await?;
+    assert!(!status.success(), "{status}");
+    assert!(started.elapsed() < EXIT_DEADLINE);
+    let stderr = warren.stderr();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, not: {stderr}");
+    assert!(
+        lines[0].contains(&format!("127.0.0.1:{port}")),
+        "the error should name the edge: {stderr}"
+    );
+    assert!(
+        lines[0].contains("--edge") && lines[0].contains("running"),
+        "the error should say what to check: {stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_token_fails_with_a_message_about_the_token() -> anyhow::Result<()> {
+    let edge = TestEdge::start().await?;
+    let mut warren = Warren::spawn(&["http", "3000", "--edge", &edge.url(), "--token", "wrn_no"])?;
+    let status = warren.exit_within(EXIT_DEADLINE).await?;
+    assert!(!status.success(), "{status}");
+    let stderr = warren.stderr();
+    assert!(stderr.contains("token"), "{stderr}");
+    assert!(
+        stderr.contains("--token"),
+        "say how to pass another: {stderr}"
+    );
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn invalid_arguments_are_named_in_the_error() -> anyhow::Result<()> {
+    // No token anywhere: the bad value must still be what is reported.
+    for (args, needle) in [
+        (&["http", "notaport"][..], "\"notaport\""),
+        (&["http", "0"][..], "port 0"),
+        (&["http", "99999"][..], "\"99999\""),
+        (&["http", "3000", "--edge", "ftp://edge"][..], "ftp"),
+    ] {
+        let mut warren = Warren::spawn(args)?;
+        let status = warren.exit_within(EXIT_DEADLINE).await?;
+        let stderr = warren.stderr();
+        assert!(!status.success(), "{args:?}: {status}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?} should name {needle}: {stderr}"
+        );
+    }
+
+    let mut warren = Warren::spawn(&["http", "3000", "--edge", "http://127.0.0.1:1"])?;
+    let status = warren.exit_within(EXIT_DEADLINE).await?;
+    let stderr = warren.stderr();
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains("--token") && stderr.contains("WARREN_TOKEN"),
+        "a missing token should say how to pass one: {stderr}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `warren http` against a running edge
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn json_output_reports_the_tunnel_and_each_request() -> anyhow::Result<()> {
+    let origin = Origin::start().await?;
+    let edge = TestEdge::start().await?;
+    let port = origin.port().to_string();
+    let mut warren = Warren::spawn(&[
+        "http",
+        &port,
+        "--edge",
+        &edge.url(),
+        "--token",
+        TEST_TOKEN,
+        "--json",
+    ])?;
+    let first = warren.line().await?;
+    assert!(
+        first.starts_with(r#"{"event":"tunnel_ready","public_url":"http://"#),
+        "the first line should announce the tunnel: {first}"
+    );
+    let first: Value = serde_json::from_str(&first)?;
+    let host = host_of(&first["public_url"])?;
+
+    let (status, _, body) = client::get(edge.addr, &host, "/hello").await?;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(&body[..], b"hello from origin");
+    let (status, _, _) = client::get(edge.addr, &host, "/status/418").await?;
+    assert_eq!(status.as_u16(), 418);
+
+    for (path, status) in [("/hello", 200), ("/status/418", 418)] {
+        let event = warren.json_event("request").await?;
+        assert_eq!(event["method"], "GET", "{event}");
+        assert_eq!(event["path"], path, "{event}");
+        assert_eq!(event["status"], status, "{event}");
+    }
+
+    warren.signal("INT")?;
+    let status = warren.exit_within(EXIT_DEADLINE).await?;
+    assert!(status.success(), "Ctrl-C should be a clean exit: {status}");
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn a_local_service_that_is_down_gets_a_warning_and_visitors_a_502() -> anyhow::Result<()> {
+    let edge = TestEdge::start().await?;
+    let local = closed_port().await?.to_string();
+    let mut warren = Warren::spawn(&[
+        "http",
+        &local,
+        "--local-host",
+        "127.0.0.1",
+        "--edge",
+        &edge.url(),
+        "--token",
+        TEST_TOKEN,
+    ])?;
+    let forwarding = warren.line().await?;
+    let mut words = forwarding.split_whitespace();
+    ensure!(
+        words.next() == Some("Forwarding"),
+        "expected the Forwarding line first, got {forwarding:?}"
+    );
+    let url = words.next().context("no URL on the Forwarding line")?;
+    assert!(
+        forwarding.ends_with(&format!("127.0.0.1:{local}")),
+        "{forwarding}"
+    );
+
+    let (status, headers, _) = client::get(edge.addr, &host_of(&url.into())?, "/hello").await?;
+    assert_eq!(status.as_u16(), 502);
+    assert_eq!(headers["warren-error"], "local-service-refused");
+
+    let warning = format!("warning: nothing is listening on 127.0.0.1:{local}");
+    warren
+        .wait_for_stderr(&warning)
+        .await
+        .context("the agent should warn that the local service is down")?;
+    let request = warren.line().await?;
+    assert!(
+        request.contains("GET") && request.contains("/hello") && request.contains("502"),
+        "{request}"
+    );
+    edge.stop().await
+}
+
+// ---------------------------------------------------------------------------------------------
+// `warren dev`
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dev_serves_a_tunnel_and_stops_cleanly_on_sigint() -> anyhow::Result<()> {
+    let origin = Origin::start().await?;
+    let port = origin.port().to_string();
+    let mut warren = Warren::spawn(&["dev", &port, "--listen", "127.0.0.1:0", "--json"])?;
+    let ready = warren.json_event("dev_ready").await?;
+    let edge = ready["edge"].as_str().context("dev_ready without edge")?;
+    let token = ready["token"].as_str().context("dev_ready without token")?;
+    assert!(token.starts_with("wrn_"), "{ready}");
+    let command = ready["tunnel_command"].as_str().unwrap_or_default();
+    assert!(command.contains(edge) && command.contains(token), "{ready}");
+    let edge_port = edge.rsplit(':').next().unwrap_or_default().parse::<u16>()?;
+    assert_ne!(edge_port, 0, "dev_ready should name the real port: {ready}");
+
+    let tunnel = warren.json_event("tunnel_ready").await?;
+    let host = host_of(&tunnel["public_url"])?;
+    let addr = ([127, 0, 0, 1], edge_port).into();
+    let (status, _, body) = client::get(addr, &host, "/hello").await?;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(&body[..], b"hello from origin");
+
+    warren.signal("INT")?;
+    let status = warren.exit_within(EXIT_DEADLINE).await?;
+    assert!(status.success(), "SIGINT should be a clean exit: {status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dev_stops_cleanly_on_sigterm_right_after_starting() -> anyhow::Result<()> {
+    let mut warren = Warren::spawn(&["dev", "--listen", "127.0.0.1:0", "--json"])?;
+    warren.json_event("dev_ready").await?;
+    warren.signal("TERM")?;
+    let status = warren.exit_within(EXIT_DEADLINE).await?;
+    assert!(status.success(), "SIGTERM should be a clean exit: {status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_command_dev_prints_connects() -> anyhow::Result<()> {
+    let mut dev = Warren::spawn(&["dev", "--listen", "127.0.0.1:0"])?;
+    let command = loop {
+        let line = dev.line().await?;
+        if line.trim_start().starts_with("warren http") {
+            break line;
+        }
+    };
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let edge = args
+        .windows(2)
+        .find(|w| w[0] == "--edge")
+        .map(|w| w[1].to_string())
+        .context("the printed command has no --edge")?;
+    assert!(args.contains(&"--token"), "{command}");
+
+    let mut agent = Warren::spawn(&args)?;
+    let forwarding = agent.line().await?;
+    assert!(
+        forwarding.starts_with("Forwarding  http://"),
+        "{forwarding}"
+    );
+    let edge_port = edge.rsplit(':').next().unwrap_or_default();
+    assert!(
+        forwarding.contains(&format!(".localhost:{edge_port} ")),
+        "the tunnel should be served by the dev edge at {edge}: {forwarding}"
+    );
+
+    agent.signal("INT")?;
+    assert!(agent.exit_within(EXIT_DEADLINE).await?.success());
+    dev.signal("INT")?;
+    assert!(dev.exit_within(EXIT_DEADLINE).await?.success());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A running `warren` process. Dropping it kills the process.
+struct Warren {
+    child: Child,
+    stdout: mpsc::UnboundedReceiver<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+impl Warren {
+    /// Starts `warren ARGS` with no `WARREN_*` settings from the test's environment.
+    fn spawn(args: &[&str]) -> anyhow::Result<Warren> {
+        let mut command = Command::new(WARREN);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("WARREN_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command.spawn().context("start warren")?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let stderr_pipe = child.stderr.take().context("no stderr pipe")?;
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut pipe = stderr_pipe;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]);
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
+            }
+        });
+        Ok(Warren {
+            child,
+            stdout: lines,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        })
+    }
+
+    /// The next line on stdout, within [`DEADLINE`].
+    async fn line(&mut self) -> anyhow::Result<String> {
+        match tokio::time::timeout(DEADLINE, self.stdout.recv()).await {
+            Ok(Some(line)) => Ok(line),
+            Ok(None) => bail!("warren closed stdout; stderr: {}", self.stderr_so_far()),
+            Err(_) => bail!(
+                "no line on stdout within {DEADLINE:?}; stderr: {}",
+                self.stderr_so_far()
+            ),
+        }
+    }
+
+    /// The next stdout line, which must be a JSON object with an `event`.
+    async fn json_line(&mut self) -> anyhow::Result<Value> {
+        let line = self.line().await?;
+        let value: Value =
+            serde_json::from_str(&line).with_context(|| format!("not JSON: {line:?}"))?;
+        ensure!(value["event"].is_string(), "no event field: {line}");
+        Ok(value)
+    }
+
+    /// The next JSON line whose `event` is `name`, skipping others.
+    async fn json_event(&mut self, name: &str) -> anyhow::Result<Value> {
+        loop {
+            let value = self.json_line().await?;
+            if value["event"] == name {
+                return Ok(value);
+            }
+        }
+    }
+
+    /// Waits until stderr contains `needle`, within [`DEADLINE`].
+    async fn wait_for_stderr(&self, needle: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.stderr_so_far().contains(needle) {
+            ensure!(
+                Instant::now() < deadline,
+                "stderr never said {needle:?}: {}",
+                self.stderr_so_far()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Sends a signal (`INT`, `TERM`) with the `kill` command.
+    fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .context("run kill")?;
+        ensure!(status.success(), "kill -{name} failed: {status}");
+        Ok(())
+    }
+
+    /// Waits for the process to exit, for at most `deadline`.
+    async fn exit_within(&mut self, deadline: Duration) -> anyhow::Result<ExitStatus> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            ensure!(
+                Instant::now() < until,
+                "warren did not exit within {deadline:?}; stderr: {}",
+                self.stderr_so_far()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything written to stderr, once the process has exited.
+    fn stderr(&mut self) -> String {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr_so_far()
+    }
+
+    fn stderr_so_far(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Warren {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on.
+async fn closed_port() -> anyhow::Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// `name.localhost:port` from a public URL, for the `Host` header.
+fn host_of(url: &Value) -> anyhow::Result<String> {
+    let url = url.as_str().context("the public URL is not a string")?;
+    url.strip_prefix("http://")
+        .map(|host| host.trim_end_matches('/').to_string())
+        .with_context(|| format!("not an http:// URL: {url}"))
+}

@@ -1,0 +1,721 @@
+//! Agent sessions under stress, end to end: bad handshakes, malformed frames, silent agents,
+//! killed agents, restarted and draining edges, takeovers and abuse of the tunnel endpoint.
+//!
+//! Misbehaving agents are played by [`RawAgent`], a WebSocket client that sends hand-made frames.
+//! A witness agent with a real tunnel on the same edge must keep serving throughout: one broken
+//! session must never affect another.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use warren_cli::agent::{AgentError, AgentEvent};
+use warren_proto::control::{
+    ControlMessage, Credential, Hello, Reject, RejectCode, TunnelProtocol, TunnelRequest, Welcome,
+};
+use warren_proto::error::GoAwayCode;
+use warren_proto::frame::{HEADER_LEN, MAX_MESSAGE, MAX_PAYLOAD};
+use warren_proto::{Frame, PROTOCOL_VERSION, Settings, StreamId, TunnelId};
+use warren_testkit::client::{self, ClientWebSocket};
+use warren_testkit::cluster::{DEADLINE, TEST_TOKEN, TestAgent, TestEdge, agent_options};
+use warren_testkit::origin::Origin;
+
+const TUNNEL_PATH: &str = "/_warren/tunnel";
+
+// ---------------------------------------------------------------------------------------------
+// Handshake
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_handshakes_are_rejected_and_closed_while_other_tunnels_serve() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let handshake_timeout = Duration::from_millis(500);
+    let edge = TestEdge::start_with(warren_edge::EdgeConfig {
+        handshake_timeout,
+        ..TestEdge::config()
+    })
+    .await?;
+    let witness = Witness::start(&edge).await?;
+
+    let cases: Vec<(&str, Message, RejectCode, &[&str])> = vec![
+        (
+            "a text message",
+            Message::text("HELLO"),
+            RejectCode::BadRequest,
+            &["binary", "text"],
+        ),
+        (
+            "a PING instead of HELLO",
+            binary(&[Frame::Ping { nonce: 7 }]),
+            RejectCode::BadRequest,
+            &["expected HELLO", "PING"],
+        ),
+        (
+            "HELLO and another frame in one message",
+            binary(&[
+                hello(TEST_TOKEN, None).into_frame(),
+                Frame::Ping { nonce: 1 },
+            ]),
+            RejectCode::BadRequest,
+            &["one frame"],
+        ),
+        (
+            "HELLO with invalid JSON",
+            binary(&[Frame::Hello {
+                version: PROTOCOL_VERSION,
+                body: Bytes::from_static(b"{\"agent_version\": oops"),
+            }]),
+            RejectCode::BadRequest,
+            &["HELLO"],
+        ),
+        (
+            "HELLO with protocol version 99",
+            binary(&[Frame::Hello {
+                version: 99,
+                body: hello(TEST_TOKEN, None).to_json(),
+            }]),
+            RejectCode::UnsupportedVersion,
+            &["99", "edge must be upgraded"],
+        ),
+        (
+            "HELLO with protocol version 0",
+            binary(&[Frame::Hello {
+                version: 0,
+                body: hello(TEST_TOKEN, None).to_json(),
+            }]),
+            RejectCode::UnsupportedVersion,
+            &["upgrade the warren CLI"],
+        ),
+        (
+            "a wrong token",
+            binary(&[hello("wrn_wrong", None).into_frame()]),
+            RejectCode::Unauthorized,
+            &["token"],
+        ),
+        (
+            "an invalid subdomain",
+            binary(&[hello(TEST_TOKEN, Some("bad_name")).into_frame()]),
+            RejectCode::SubdomainInvalid,
+            &["bad_name"],
+        ),
+        (
+            "a reserved subdomain",
+            binary(&[hello(TEST_TOKEN, Some("www")).into_frame()]),
+            RejectCode::SubdomainInvalid,
+            &["reserved"],
+        ),
+    ];
+    for (what, message, code, needles) in cases {
+        let mut raw = RawAgent::connect(&edge).await?;
+        raw.ws.send(message).await.context(what)?;
+        let reject = raw.expect_reject().await.context(what)?;
+        assert_eq!(reject.code, code, "{what}: {reject:?}");
+        for needle in needles {
+            assert!(
+                reject.message.contains(needle),
+                "{what}: the REJECT message should mention {needle:?}: {:?}",
+                reject.message
+            );
+        }
+        witness.assert_serves(&edge).await.context(what)?;
+    }
+
+    // A client that never says anything is dropped once the handshake timeout passes, and
+    // costs the witness nothing in the meantime.
+    let mut silent = RawAgent::connect(&edge).await?;
+    let connected = Instant::now();
+    witness.assert_serves(&edge).await?;
+    silent.expect_closed().await?;
+    let waited = connected.elapsed();
+    assert!(
+        waited >= handshake_timeout.mul_f32(0.8) && waited < handshake_timeout * 8,
+        "a silent client was dropped after {waited:?}; the handshake timeout is {handshake_timeout:?}"
+    );
+    witness.assert_serves(&edge).await?;
+    witness.stop().await;
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn a_plain_get_on_the_tunnel_endpoint_is_a_clear_400() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let edge = TestEdge::start().await?;
+    let (status, headers, body) = client::get(edge.addr, "localhost", TUNNEL_PATH).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers["warren-error"], "bad-request");
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    let message = json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("WebSocket") && message.contains("warren CLI"),
+        "the 400 should say the endpoint speaks WebSocket only: {json}"
+    );
+
+    // Upgrades that are not valid WebSocket handshakes are refused with the reason too.
+    let missing_key = "GET /_warren/tunnel HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n";
+    let old_version = "GET /_warren/tunnel HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: close\r\n\r\n";
+    for (request, needle) in [
+        (missing_key, "Sec-WebSocket-Key"),
+        (old_version, "version 13"),
+    ] {
+        let response = tokio::time::timeout(
+            DEADLINE,
+            client::raw_exchange(edge.addr, request.as_bytes()),
+        )
+        .await
+        .context("the edge kept a refused upgrade open")??;
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "expected 400 for {needle}: {response}"
+        );
+        assert!(response.contains(needle), "{response}");
+    }
+    edge.stop().await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Malformed frames after the handshake
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_frames_end_only_the_offending_session() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let edge = TestEdge::start().await?;
+    let witness = Witness::start(&edge).await?;
+
+    let full_window = Settings::default().stream_window as usize;
+    let cases: Vec<(&str, Message, GoAwayCode, &str)> = vec![
+        (
+            "an unknown frame kind",
+            Message::Binary(raw_header(0, 0x7f, 0)),
+            GoAwayCode::Protocol,
+            "unknown frame kind 0x7f",
+        ),
+        (
+            "an oversized length field",
+            Message::Binary(raw_header(MAX_PAYLOAD as u32 + 1, 0x00, 2)),
+            GoAwayCode::Protocol,
+            "exceeds the limit",
+        ),
+        (
+            "a message ending inside a frame",
+            Message::Binary(concat(&[
+                Frame::Ping { nonce: 1 }.to_bytes(),
+                Frame::Ping { nonce: 2 }.to_bytes().slice(..HEADER_LEN + 3),
+            ])),
+            GoAwayCode::Protocol,
+            "middle of a frame",
+        ),
+        (
+            "DATA on a stream nobody opened",
+            Message::Binary(data(4, 10)),
+            GoAwayCode::Protocol,
+            "never opened",
+        ),
+        (
+            "OPEN with the edge's (odd) parity",
+            binary(&[Frame::Open {
+                stream: StreamId(3),
+                tunnel: TunnelId(0),
+            }]),
+            GoAwayCode::Protocol,
+            "wrong parity",
+        ),
+        (
+            "a WINDOW that overflows the send window",
+            binary(&[Frame::Window {
+                stream: StreamId::SESSION,
+                increment: u32::MAX,
+            }]),
+            GoAwayCode::FlowControl,
+            "overflows",
+        ),
+        (
+            "DATA beyond the stream's window",
+            Message::Binary(concat(&[
+                Frame::Open {
+                    stream: StreamId(2),
+                    tunnel: TunnelId(0),
+                }
+                .to_bytes(),
+                data(2, full_window),
+                data(2, 1),
+            ])),
+            GoAwayCode::FlowControl,
+            "beyond its flow-control window",
+        ),
+        (
+            "a text message",
+            Message::text("hello?"),
+            GoAwayCode::Protocol,
+            "text message",
+        ),
+    ];
+    for (i, (what, message, code, needle)) in cases.into_iter().enumerate() {
+        let subdomain = format!("raw{i}");
+        let (mut raw, welcome) = RawAgent::welcomed(&edge, &subdomain).await.context(what)?;
+        let hostname = welcome.tunnels[0].hostname.clone();
+        raw.ws.send(message).await.context(what)?;
+        let (got, message) = raw.expect_goaway().await.context(what)?;
+        assert_eq!(got, code, "{what}: GOAWAY {got:?} {message:?}");
+        assert!(
+            message.contains(needle),
+            "{what}: the GOAWAY message should say {needle:?}: {message:?}"
+        );
+        raw.expect_closed().await.context(what)?;
+        wait_until_gone(&edge, &hostname).await.context(what)?;
+        witness.assert_serves(&edge).await.context(what)?;
+    }
+
+    // A WebSocket message over the protocol's cap is refused before it is buffered.
+    let (mut raw, welcome) = RawAgent::welcomed(&edge, "rawbig").await?;
+    let big = Bytes::from(vec![0u8; MAX_MESSAGE + 1]);
+    // The edge may close while the message is still being written; that is the point.
+    let _ = raw.ws.send(Message::Binary(big)).await;
+    raw.expect_closed_after_optional_goaway().await?;
+    wait_until_gone(&edge, &welcome.tunnels[0].hostname).await?;
+    witness.assert_serves(&edge).await?;
+
+    witness.stop().await;
+    edge.stop().await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeats
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_agent_that_never_answers_pings_is_dropped_and_its_name_freed() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let config = TestEdge::config();
+    let interval = config.heartbeat_interval;
+    let edge = TestEdge::start_with(config).await?;
+    let (mut raw, welcome) = RawAgent::welcomed(&edge, "mute").await?;
+    let welcomed = Instant::now();
+    assert_eq!(welcome.heartbeat_interval_ms, interval.as_millis() as u64);
+
+    let (code, message) = raw.expect_goaway().await?;
+    let dropped_after = welcomed.elapsed();
+    assert_eq!(code, GoAwayCode::Timeout, "{message}");
+    assert!(message.contains("heartbeat"), "{message}");
+    assert!(
+        raw.pings >= 1,
+        "the edge should have pinged before giving up"
+    );
+    assert!(
+        dropped_after >= interval * 2 && dropped_after <= interval * 6,
+        "dropped after {dropped_after:?}; expected about 3 heartbeat intervals of {interval:?}"
+    );
+    raw.expect_closed().await?;
+
+    let hostname = welcome.tunnels[0].hostname.clone();
+    wait_until_gone(&edge, &hostname).await?;
+    let origin = Origin::start().await?;
+    let agent = TestAgent::start(&edge, origin.port(), Some("mute")).await?;
+    assert_eq!(agent.hostname, hostname);
+    assert_serves(&edge, &agent.hostname).await?;
+    agent.stop().await;
+    edge.stop().await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents and edges that go away
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_killed_agent_gets_the_same_url_back_when_restarted() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let origin = Origin::start().await?;
+    let edge = TestEdge::start().await?;
+    // With a chosen name, and with the default one: both must survive a restart.
+    for subdomain in [Some("phoenix"), None] {
+        let options = agent_options(&edge, origin.port(), subdomain);
+        let agent = TestAgent::start_with(options.clone()).await?;
+        let (public_url, hostname) = (agent.public_url.clone(), agent.hostname.clone());
+        assert_serves(&edge, &hostname).await?;
+
+        agent.kill();
+        // The gap: visitors get a quick 404 or 502, never a hang.
+        wait_until_gone(&edge, &hostname).await?;
+
+        let agent = TestAgent::start_with(options).await?;
+        assert_eq!(agent.public_url, public_url, "subdomain {subdomain:?}");
+        assert_serves(&edge, &hostname).await?;
+        agent.stop().await;
+    }
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn the_agent_reconnects_to_an_edge_restarted_on_the_same_port() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let origin = Origin::start().await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let edge = TestEdge::start_on(TestEdge::config(), listener).await?;
+    let mut agent = TestAgent::start(&edge, origin.port(), Some("comeback")).await?;
+    let public_url = agent.public_url.clone();
+    assert_serves(&edge, &agent.hostname).await?;
+
+    edge.stop().await?;
+    agent
+        .wait_for(|e| matches!(e, AgentEvent::Reconnecting { .. }))
+        .await?;
+
+    let listener = bind_again(addr).await?;
+    let edge = TestEdge::start_on(TestEdge::config(), listener).await?;
+    let ready = agent
+        .wait_for(|e| matches!(e, AgentEvent::TunnelReady { .. }))
+        .await?;
+    let AgentEvent::TunnelReady {
+        public_url: again, ..
+    } = ready
+    else {
+        unreachable!("wait_for returned a non-matching event");
+    };
+    assert_eq!(again, public_url);
+    assert_serves(&edge, &agent.hostname).await?;
+    agent.stop().await;
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn edge_shutdown_lets_an_in_flight_request_finish() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let origin = Origin::start().await?;
+    let edge = TestEdge::start().await?;
+    let mut agent = TestAgent::start(&edge, origin.port(), Some("drain")).await?;
+    let (addr, hostname) = (edge.addr, agent.hostname.clone());
+    let slow = tokio::spawn(async move { client::get(addr, &hostname, "/slow?ms=1500").await });
+    // The origin accepting the agent's connection means the request is inside the tunnel.
+    let origin_ref = &origin;
+    poll_until(|| async move { Ok(origin_ref.connections_accepted() >= 1) }).await?;
+
+    edge.begin_shutdown();
+    let notice = agent
+        .wait_for(|e| matches!(e, AgentEvent::Notice { .. }))
+        .await?;
+    let AgentEvent::Notice { message } = notice else {
+        unreachable!("wait_for returned a non-matching event");
+    };
+    assert!(
+        message.contains("edge shutting down"),
+        "the agent should report the edge's GOAWAY: {message}"
+    );
+
+    let (status, _, body) = tokio::time::timeout(DEADLINE, slow)
+        .await
+        .context("the in-flight request never finished")???;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], b"slow done");
+    tokio::time::timeout(DEADLINE, edge.finished())
+        .await
+        .context("the edge never finished draining")??;
+    // The edge is gone for good, so the agent keeps trying.
+    agent
+        .wait_for(|e| matches!(e, AgentEvent::Reconnecting { .. }))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_agent_for_the_same_name_takes_over() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let (first_origin, second_origin) = (Origin::start().await?, Origin::start().await?);
+    let edge = TestEdge::start().await?;
+    let mut first = TestAgent::start(&edge, first_origin.port(), Some("twin")).await?;
+    assert_serves(&edge, &first.hostname).await?;
+    assert_eq!(first_origin.connections_accepted(), 1);
+
+    let second = TestAgent::start(&edge, second_origin.port(), Some("twin")).await?;
+    assert_eq!(second.public_url, first.public_url);
+    match first.result().await {
+        Some(Err(AgentError::Closed(message))) => assert!(
+            message.contains("taken over"),
+            "the first agent should say it was taken over: {message}"
+        ),
+        other => bail!("the first agent should end with AgentError::Closed, not {other:?}"),
+    }
+    // Served by the second agent now, also after the first session is completely gone.
+    assert_serves(&edge, &second.hostname).await?;
+    assert_eq!(second_origin.connections_accepted(), 1);
+    assert_eq!(first_origin.connections_accepted(), 1);
+    second.stop().await;
+    edge.stop().await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A real agent with a real tunnel, whose requests must keep succeeding.
+struct Witness {
+    _origin: Origin,
+    agent: TestAgent,
+}
+
+impl Witness {
+    async fn start(edge: &TestEdge) -> anyhow::Result<Witness> {
+        let origin = Origin::start().await?;
+        let agent = TestAgent::start(edge, origin.port(), Some("witness")).await?;
+        Ok(Witness {
+            _origin: origin,
+            agent,
+        })
+    }
+
+    async fn assert_serves(&self, edge: &TestEdge) -> anyhow::Result<()> {
+        assert_serves(edge, &self.agent.hostname)
+            .await
+            .context("the witness tunnel stopped serving")
+    }
+
+    async fn stop(self) {
+        self.agent.stop().await;
+    }
+}
+
+/// `GET /hello` through the tunnel at `hostname` answers the origin's greeting.
+async fn assert_serves(edge: &TestEdge, hostname: &str) -> anyhow::Result<()> {
+    let (status, _, body) =
+        tokio::time::timeout(DEADLINE, client::get(edge.addr, hostname, "/hello"))
+            .await
+            .with_context(|| format!("GET through {hostname} hung"))??;
+    ensure!(
+        status == StatusCode::OK && &body[..] == b"hello from origin",
+        "GET through {hostname}: {status} {:?}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+/// Polls `hostname` until the edge no longer serves it (404). Until then every request must
+/// get a quick 404 or 502: a tunnel whose agent is gone never makes a visitor hang.
+async fn wait_until_gone(edge: &TestEdge, hostname: &str) -> anyhow::Result<()> {
+    let per_request = Duration::from_secs(5);
+    poll_until(|| async move {
+        let (status, _, body) =
+            tokio::time::timeout(per_request, client::get(edge.addr, hostname, "/hello"))
+                .await
+                .with_context(|| format!("a request to {hostname} hung for {per_request:?}"))??;
+        match status {
+            StatusCode::NOT_FOUND => Ok(true),
+            StatusCode::BAD_GATEWAY => Ok(false),
+            other => bail!(
+                "{hostname} answered {other} {:?}; expected 404 or 502",
+                String::from_utf8_lossy(&body)
+            ),
+        }
+    })
+    .await
+    .with_context(|| format!("{hostname} was still served after {DEADLINE:?}"))
+}
+
+/// Calls `check` every 20 ms until it returns true, for at most [`DEADLINE`].
+async fn poll_until<F, Fut>(mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "condition not met within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Binds `addr` again once the previous listener on it is gone.
+async fn bind_again(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "port not free yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("bind {addr} again")),
+        }
+    }
+}
+
+/// A HELLO for one tunnel.
+fn hello(token: &str, subdomain: Option<&str>) -> Hello {
+    Hello {
+        agent_version: "sessions-test".into(),
+        credential: Credential::Token(token.into()),
+        tunnels: vec![TunnelRequest {
+            id: TunnelId(0),
+            protocol: TunnelProtocol::Http,
+            subdomain: subdomain.map(str::to_string),
+            local_addr: "127.0.0.1:9".into(),
+        }],
+        settings: Settings::default(),
+        request_log: false,
+    }
+}
+
+/// One binary message holding `frames`.
+fn binary(frames: &[Frame]) -> Message {
+    Message::Binary(concat(
+        &frames.iter().map(Frame::to_bytes).collect::<Vec<_>>(),
+    ))
+}
+
+fn concat(parts: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::new();
+    for part in parts {
+        out.put_slice(part);
+    }
+    out.freeze()
+}
+
+/// A bare frame header, with no payload after it.
+fn raw_header(len: u32, kind: u8, stream: u32) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_LEN);
+    out.put_u32(len);
+    out.put_u8(kind);
+    out.put_u32(stream);
+    out.freeze()
+}
+
+fn data(stream: u32, len: usize) -> Bytes {
+    Frame::Data {
+        stream: StreamId(stream),
+        payload: Bytes::from(vec![b'x'; len]),
+    }
+    .to_bytes()
+}
+
+/// A hand-driven agent connection: frames go out exactly as the test builds them, and nothing
+/// is answered unless the test does it.
+struct RawAgent {
+    ws: ClientWebSocket,
+    /// PINGs the edge sent so far (never answered).
+    pings: usize,
+}
+
+impl RawAgent {
+    async fn connect(edge: &TestEdge) -> anyhow::Result<RawAgent> {
+        let ws = client::websocket(edge.addr, "localhost", TUNNEL_PATH).await?;
+        Ok(RawAgent { ws, pings: 0 })
+    }
+
+    /// Connects and completes a handshake for `subdomain`.
+    async fn welcomed(edge: &TestEdge, subdomain: &str) -> anyhow::Result<(RawAgent, Welcome)> {
+        let mut raw = RawAgent::connect(edge).await?;
+        raw.ws
+            .send(binary(&[hello(TEST_TOKEN, Some(subdomain)).into_frame()]))
+            .await?;
+        let frames = raw
+            .next_frames()
+            .await?
+            .context("closed during the handshake")?;
+        match frames.as_slice() {
+            [Frame::Welcome { body }] => Ok((raw, Welcome::from_json(body)?)),
+            other => bail!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    /// The frames of the next binary message, or `None` once the edge closed the connection.
+    async fn next_frames(&mut self) -> anyhow::Result<Option<Vec<Frame>>> {
+        loop {
+            let message = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .context("the edge neither sent anything nor closed")?;
+            match message {
+                Some(Ok(Message::Binary(data))) => {
+                    let frames = Frame::decode_message(data)?;
+                    self.pings += frames
+                        .iter()
+                        .filter(|f| matches!(f, Frame::Ping { .. }))
+                        .count();
+                    return Ok(Some(frames));
+                }
+                Some(Ok(Message::Text(text))) => bail!("the edge sent a text message: {text}"),
+                Some(Ok(Message::Close(_))) | None => return Ok(None),
+                // A reset without a closing handshake is still the edge closing.
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "raw agent connection ended");
+                    return Ok(None);
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The REJECT the edge answers with; the connection must close after it.
+    async fn expect_reject(&mut self) -> anyhow::Result<Reject> {
+        let frames = self
+            .next_frames()
+            .await?
+            .context("the edge closed without a REJECT")?;
+        let reject = match frames.as_slice() {
+            [Frame::Reject { body }] => Reject::from_json(body)?,
+            other => bail!("expected one REJECT, got {other:?}"),
+        };
+        self.expect_closed().await?;
+        Ok(reject)
+    }
+
+    /// Reads up to the edge's GOAWAY, skipping heartbeats and window updates.
+    async fn expect_goaway(&mut self) -> anyhow::Result<(GoAwayCode, String)> {
+        loop {
+            let frames = self
+                .next_frames()
+                .await?
+                .context("the edge closed without a GOAWAY")?;
+            for frame in frames {
+                if let Frame::GoAway { code, message } = frame {
+                    return Ok((code, message));
+                }
+            }
+        }
+    }
+
+    /// Waits for the edge to close the connection; only heartbeats may arrive first.
+    async fn expect_closed(&mut self) -> anyhow::Result<()> {
+        while let Some(frames) = self.next_frames().await? {
+            if let Some(other) = frames
+                .iter()
+                .find(|f| !matches!(f, Frame::Ping { .. } | Frame::Pong { .. }))
+            {
+                bail!(
+                    "expected the connection to close, got {}",
+                    other.kind_name()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`RawAgent::expect_closed`], tolerating a GOAWAY first.
+    async fn expect_closed_after_optional_goaway(&mut self) -> anyhow::Result<()> {
+        while let Some(frames) = self.next_frames().await? {
+            if let Some(other) = frames.iter().find(|f| {
+                !matches!(
+                    f,
+                    Frame::Ping { .. } | Frame::Pong { .. } | Frame::GoAway { .. }
+                )
+            }) {
+                bail!(
+                    "expected the connection to close, got {}",
+                    other.kind_name()
+                );
+            }
+        }
+        Ok(())
+    }
+}
