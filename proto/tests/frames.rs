@@ -252,7 +252,7 @@ fn hello_is_pinned_to_known_bytes() {
         0x00, 0x01, // protocol version 1, outside the JSON
     ];
     expected.extend_from_slice(
-        br#"{"agent_version":"warren 0.1.0","credential":{"token":"wrn_test"},"tunnels":[{"id":1,"protocol":"http","subdomain":"demo","local_addr":"localhost:3000"}],"settings":{"stream_window":262144,"session_window":16777216,"max_streams":10000},"request_log":true}"#,
+        br#"{"agent_version":"warren 0.1.0","credential":{"token":"wrn_test"},"tunnels":[{"id":1,"protocol":"http","subdomain":"demo","local_addr":"localhost:3000"}],"settings":{"stream_window":262144,"session_window":67108864,"max_streams":10000},"request_log":true}"#,
     );
     let hello = pinned_hello();
     let bytes = hello.into_frame().to_bytes();
@@ -722,7 +722,7 @@ fn credential_debug_never_shows_the_secret() {
 fn control_messages_ignore_unknown_fields() {
     let hello = br#"{"agent_version":"warren 0.1.0","credential":{"token":"wrn_test"},
         "tunnels":[{"id":1,"protocol":"http","subdomain":"demo","local_addr":"localhost:3000","tls":true}],
-        "settings":{"stream_window":262144,"session_window":16777216,"max_streams":10000,"priority":3},
+        "settings":{"stream_window":262144,"session_window":67108864,"max_streams":10000,"priority":3},
         "request_log":true,"os":"linux","features":["zstd"]}"#;
     assert_eq!(Hello::from_json(hello), Ok(pinned_hello()));
 

@@ -80,7 +80,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             stream_window: 256 * 1024,
-            session_window: 16 * 1024 * 1024,
+            session_window: 64 * 1024 * 1024,
             max_streams: 10_000,
         }
     }
@@ -375,7 +375,9 @@ impl Mux {
     /// Returns session-level credit for `n` bytes consumed or dropped.
     fn consumed_session(&mut self, n: usize) {
         self.recv_unacked += n as u64;
-        if self.recv_unacked >= u64::from(self.local.session_window / 2) {
+        // Returned at a quarter (not half, as for streams): stalled streams hold session
+        // credit, and small, frequent returns keep the rest of the session flowing.
+        if self.recv_unacked >= u64::from(self.local.session_window / 4) {
             let increment = self.recv_unacked;
             self.recv_unacked = 0;
             self.recv_allowed += increment;
