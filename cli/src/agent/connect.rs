@@ -141,6 +141,13 @@ fn hello(options: &AgentOptions) -> Hello {
 
 fn connect_error(url: &str, error: tungstenite::Error) -> AgentError {
     match error {
+        // A draining or overloaded edge (or its load balancer) answers 502/503/504: try again.
+        tungstenite::Error::Http(response) if response.status().is_server_error() => {
+            AgentError::EdgeUnreachable {
+                url: url.to_string(),
+                reason: format!("the edge answered HTTP {}", response.status().as_u16()),
+            }
+        }
         tungstenite::Error::Http(response) => AgentError::NotAnEdge {
             url: url.to_string(),
             status: response.status().as_u16(),
