@@ -9,7 +9,7 @@
 //!   The agent (`cli/src/agent/`) takes it from there to the local service.
 //! - `visitor/error_page.rs`: every failure becomes a response here; `error.rs` classifies them.
 //! - `tunnel/endpoint.rs` → `tunnel/attach.rs`: where agents connect and how a session lives.
-//! - `routes.rs`: the cluster-wide route table; `auth.rs`: agent credentials; `names.rs`:
+//! - `routes.rs`: the cluster-wide route table; `auth.rs`: agent credentials; `warren_proto::names`:
 //!   subdomain rules.
 //! - `config.rs`, `state.rs`: settings and shared state; `shutdown.rs`: graceful shutdown.
 #![forbid(unsafe_code)]
@@ -19,7 +19,6 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod host;
-pub mod names;
 pub mod routes;
 pub mod shutdown;
 pub mod state;

@@ -13,6 +13,9 @@
 //! - [`control`]: the JSON messages carried by control frames (handshake, events).
 //! - [`mux`]: the stream multiplexer: stream states, flow-control windows, heartbeats, GOAWAY.
 //! - [`ids`]: stream, tunnel and session identifiers.
+//! - [`names`]: subdomain rules and the stable default name.
+//! - [`grant`]: the claims of the signed ticket control issues and edges verify.
+//! - [`report`]: what an edge reports to control about its sessions.
 //! - [`error`]: protocol errors and stream reset codes.
 //!
 //! `docs/protocol.md` describes the format for readers who do not read Rust.
@@ -21,8 +24,11 @@
 pub mod control;
 pub mod error;
 pub mod frame;
+pub mod grant;
 pub mod ids;
 pub mod mux;
+pub mod names;
+pub mod report;
 
 pub use control::PROTOCOL_VERSION;
 pub use error::{FrameError, ProtoError, ResetCode};

@@ -2,7 +2,7 @@
 //! route, answer WELCOME, serve until the session ends, then release exactly what it held.
 
 use crate::auth::Identity;
-use crate::names::Subdomain;
+use warren_proto::names::Subdomain;
 use crate::routes::{Claimed, Route, RouteError};
 use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
