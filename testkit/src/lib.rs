@@ -6,6 +6,7 @@
 //! - `pattern`: the deterministic byte pattern large transfers carry and are checked against.
 //! - `cluster`: an edge and agents, started through the same `run` functions as the binaries.
 //! - `client`: HTTP/1.1 and WebSocket helpers that set an arbitrary `Host` (tunnels route by it).
+//! - `redis`: real `redis-server` processes (one, or a Redis Cluster) on free loopback ports.
 //! - `http`: end-to-end helpers: a whole tunnel in one call, raw HTTP/1.x, HTTP/2, a scripted
 //!   origin, process memory.
 
@@ -14,3 +15,4 @@ pub mod cluster;
 pub mod http;
 pub mod origin;
 pub mod pattern;
+pub mod redis;
