@@ -1,7 +1,8 @@
 //! The command line.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Expose local services at public URLs through a Warren edge.
 #[derive(Parser, Debug)]
@@ -9,6 +10,11 @@ use std::net::SocketAddr;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Print JSON instead of text: the API's JSON for commands that ask control, one JSON event
+    /// per line (NDJSON) for `http` and `dev`.
+    #[arg(long, global = true)]
+    pub json: bool,
 
     /// Diagnostic log filter (e.g. `info`, `warren_session=debug`), written to stderr.
     #[arg(long, global = true, env = "WARREN_LOG", default_value = "warn")]
@@ -21,6 +27,25 @@ pub enum Command {
     Http(HttpArgs),
     /// Run a complete Warren on this machine, and optionally a tunnel to a local port.
     Dev(DevArgs),
+    /// Save a control plane and API token for the other commands (checked first).
+    Login(LoginArgs),
+    /// Forget the saved login.
+    Logout,
+    /// List, create and revoke API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// List, claim and release subdomains.
+    #[command(subcommand)]
+    Subdomains(SubdomainsCommand),
+    /// List live tunnels, or close one.
+    Tunnels {
+        #[command(subcommand)]
+        command: Option<TunnelsCommand>,
+    },
+    /// Past and present tunnels, newest first.
+    History(HistoryArgs),
+    /// The regions tunnels can run in.
+    Regions,
 }
 
 #[derive(Args, Debug)]
@@ -32,21 +57,26 @@ pub struct HttpArgs {
     #[arg(long)]
     pub subdomain: Option<String>,
 
+    /// Ask control for a random subdomain instead of the stable one.
+    #[arg(long, conflicts_with_all = ["subdomain", "edge"])]
+    pub random: bool,
+
+    /// Region to run the tunnel in (`warren regions`); control's default if not given.
+    #[arg(long, conflicts_with = "edge")]
+    pub region: Option<String>,
+
     /// Host the local service listens on, when PORT is a bare port.
     #[arg(long, default_value = "localhost")]
     pub local_host: String,
 
-    /// The edge to connect to.
-    #[arg(long, env = "WARREN_EDGE", default_value = "http://localhost:8080")]
-    pub edge: String,
+    /// Connect to this edge directly with a static --token, without control.
+    #[arg(long, env = "WARREN_EDGE")]
+    pub edge: Option<String>,
 
-    /// API token for the edge.
+    /// Token: the edge's static token with --edge, else an API token for control (overrides
+    /// the saved login).
     #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-
-    /// Print events as JSON lines (NDJSON) on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +88,16 @@ pub struct DevArgs {
     #[arg(long, env = "WARREN_DEV_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address the dev control plane listens on [default: 127.0.0.1:8081, or a free port if
+    /// that one is taken].
+    #[arg(long, env = "WARREN_DEV_CONTROL_LISTEN")]
+    pub control_listen: Option<SocketAddr>,
+
+    /// Where the dev control plane keeps its SQLite database [default:
+    /// $XDG_DATA_HOME/warren/dev, else ~/.local/share/warren/dev].
+    #[arg(long, env = "WARREN_DEV_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// Subdomain for the tunnel opened with PORT.
     #[arg(long)]
     pub subdomain: Option<String>,
@@ -65,8 +105,150 @@ pub struct DevArgs {
     /// Host the local service listens on, when PORT is a bare port.
     #[arg(long, default_value = "localhost")]
     pub local_host: String,
+}
 
-    /// Print events as JSON lines (NDJSON) on stdout instead of text.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The control plane's URL [default: WARREN_CONTROL, the saved one, or http://127.0.0.1:8081].
     #[arg(long)]
-    pub json: bool,
+    pub control: Option<String>,
+
+    /// The API token; asked for (without echo) when not given.
+    #[arg(long)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// The account's tokens.
+    List,
+    /// A new token; it is shown once.
+    Create {
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: Option<String>,
+        /// What it may do (repeat for several) [default: tunnel].
+        #[arg(long = "scope", value_enum)]
+        scopes: Vec<Scope>,
+        /// Lifetime, e.g. `90m`, `12h`, `30d`; never expires if not given.
+        #[arg(long, value_parser = parse_lifetime)]
+        expires_in: Option<u64>,
+    },
+    /// Revoke a token by id (`warren tokens list`).
+    Revoke { id: String },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Read everything of the account.
+    Read,
+    /// Read, and open tunnels.
+    Tunnel,
+    /// Everything of the account: tokens, subdomains, closing tunnels.
+    Manage,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Tunnel => "tunnel",
+            Scope::Manage => "manage",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubdomainsCommand {
+    /// The account's claimed subdomains.
+    List,
+    /// Reserve a subdomain for this account.
+    Claim { name: String },
+    /// Give a claimed subdomain back.
+    Release { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TunnelsCommand {
+    /// Live tunnels (the default).
+    List,
+    /// Close a tunnel: its agent is disconnected and told why.
+    Close { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Only this protocol (e.g. `http`).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Only this region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// At most this many tunnels (1-200).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub limit: Option<u16>,
+    /// Continue after a previous page (its `next_cursor`).
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// `30d`, `12h`, `90m`, `45s`, `2w` or plain seconds → seconds.
+pub fn parse_lifetime(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let bad = || format!("{raw:?} is not a lifetime: use e.g. 30d, 12h, 90m or 3600");
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    match number.checked_mul(unit) {
+        Some(0) => Err(format!(
+            "{raw:?}: a token that expires at once is of no use"
+        )),
+        Some(secs) => Ok(secs),
+        None => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_parse() {
+        assert_eq!(parse_lifetime("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_lifetime("90m"), Ok(5400));
+        assert_eq!(parse_lifetime("3600"), Ok(3600));
+        assert_eq!(parse_lifetime("2w"), Ok(14 * 86_400));
+        assert!(parse_lifetime("0d").is_err());
+        assert!(parse_lifetime("d").is_err());
+        assert!(parse_lifetime("3 days").is_err());
+        assert!(parse_lifetime("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn random_and_subdomain_exclude_each_other() {
+        let parsed =
+            Cli::try_parse_from(["warren", "http", "3000", "--random", "--subdomain", "a"]);
+        assert!(parsed.is_err());
+        let parsed = Cli::try_parse_from([
+            "warren", "tokens", "create", "--scope", "read", "--scope", "manage",
+        ]);
+        assert!(matches!(
+            parsed.map(|c| c.command),
+            Ok(Command::Tokens(TokensCommand::Create { scopes, .. })) if scopes == [Scope::Read, Scope::Manage]
+        ));
+    }
 }

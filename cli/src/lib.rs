@@ -1,37 +1,48 @@
-//! The `warren` command: the agent that holds tunnels open (`warren http`), and `warren dev`,
-//! a whole Warren in one process.
+//! The `warren` command: the agent that holds tunnels open (`warren http`), `warren dev` (a
+//! whole Warren in one process), and the commands that manage an account through control.
 //!
 //! # Layout
 //! - `args.rs`: the command line (clap).
 //! - `agent/`: the agent: connect, serve streams, forward to the local service, reconnect.
+//! - `commands/`: one file per command group (`login`/`logout`, `tokens`, `subdomains`,
+//!   `tunnels`, `history`, `regions`, `http`).
+//! - `config.rs`: the saved login (`~/.config/warren/config.toml`).
+//! - `control_client.rs`: the REST client for control; `api.rs`: the bodies it reads.
 //! - `dev.rs`: `warren dev`.
-//! - `output.rs`: text for people, NDJSON for scripts.
+//! - `output.rs`, `table.rs`: text for people, JSON for scripts.
 //! - `signals.rs`: Ctrl-C handling.
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod api;
 pub mod args;
+pub mod commands;
+pub mod config;
+pub mod control_client;
 pub mod dev;
 pub mod output;
 pub mod signals;
+pub mod table;
 
-use agent::{AgentError, AgentOptions, TunnelSpec};
-use args::{Cli, Command, HttpArgs};
+use agent::{AgentError, AgentOptions};
+use args::{Cli, Command};
 use output::Printer;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 /// Runs a parsed command line; the exit code says how it went.
 pub async fn run(cli: Cli) -> ExitCode {
-    let printer = Printer {
-        json: match &cli.command {
-            Command::Http(a) => a.json,
-            Command::Dev(a) => a.json,
-        },
-    };
+    let printer = Printer { json: cli.json };
     let result = match cli.command {
-        Command::Http(args) => http(args, printer).await,
+        Command::Http(args) => commands::http::run(args, printer).await,
         Command::Dev(args) => dev::run(args, printer).await,
+        Command::Login(args) => commands::account::login(args, printer).await,
+        Command::Logout => commands::account::logout(printer),
+        Command::Tokens(command) => commands::tokens::run(command, printer).await,
+        Command::Subdomains(command) => commands::subdomains::run(command, printer).await,
+        Command::Tunnels { command } => commands::tunnels::run(command, printer).await,
+        Command::History(args) => commands::history::run(args, printer).await,
+        Command::Regions => commands::regions::run(printer).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,30 +51,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn http(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
-    // What is wrong on the command line itself (port, --edge) comes first: it is reported as
-    // such even when no token is configured yet.
-    let local =
-        agent::options::parse_local(&args.port, &args.local_host).map_err(anyhow::Error::msg)?;
-    let options = AgentOptions::new(
-        &args.edge,
-        args.token.unwrap_or_default(),
-        vec![TunnelSpec {
-            local,
-            subdomain: args.subdomain,
-        }],
-    )
-    .map_err(anyhow::Error::msg)?;
-    if options.token.is_empty() {
-        anyhow::bail!("no token: pass --token or set WARREN_TOKEN (`warren dev` prints one)");
-    }
-    let shutdown = CancellationToken::new();
-    signals::on_interrupt(shutdown.clone());
-    run_agent(options, printer, shutdown)
-        .await
-        .map_err(anyhow::Error::new)
 }
 
 /// Runs the agent, printing its events as they come.

@@ -122,7 +122,10 @@ pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError
 fn hello(options: &AgentOptions) -> Hello {
     Hello {
         agent_version: AGENT_VERSION.to_string(),
-        credential: Credential::Token(options.token.clone()),
+        credential: match &options.grant {
+            Some(grant) => Credential::Grant(grant.borrow().jwt.clone()),
+            None => Credential::Token(options.token.clone()),
+        },
         tunnels: options
             .tunnels
             .iter()

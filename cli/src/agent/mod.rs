@@ -12,10 +12,12 @@ pub mod backoff;
 pub mod connect;
 pub mod events;
 pub mod forward;
+pub mod grant;
 pub mod options;
 pub mod run;
 
 pub use connect::AgentError;
 pub use events::AgentEvent;
+pub use grant::Grant;
 pub use options::{AgentOptions, LocalTarget, TunnelSpec};
 pub use run::run;

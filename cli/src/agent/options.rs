@@ -1,5 +1,6 @@
 //! What the agent connects where, parsed once from the command line.
 
+use crate::agent::grant::GrantReceiver;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -39,7 +40,10 @@ pub struct TunnelSpec {
 pub struct AgentOptions {
     /// The edge's tunnel endpoint, e.g. `ws://localhost:8080/_warren/tunnel`.
     pub edge_url: String,
+    /// A static token (`--edge URL --token T`); unused when `grant` is set.
     pub token: String,
+    /// The newest grant from control: presented instead of `token` at every (re)connect.
+    pub grant: Option<GrantReceiver>,
     pub tunnels: Vec<TunnelSpec>,
     /// Ask the edge for a log event per request.
     pub request_log: bool,
@@ -54,6 +58,7 @@ impl std::fmt::Debug for AgentOptions {
         f.debug_struct("AgentOptions")
             .field("edge_url", &self.edge_url)
             .field("token", &"<redacted>")
+            .field("grant", &self.grant.as_ref().map(|g| g.borrow().clone()))
             .field("tunnels", &self.tunnels)
             .finish_non_exhaustive()
     }
@@ -71,6 +76,7 @@ impl AgentOptions {
         Ok(AgentOptions {
             edge_url: edge_url(edge)?,
             token,
+            grant: None,
             tunnels,
             request_log: true,
             connect_timeout: Duration::from_secs(10),

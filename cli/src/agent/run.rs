@@ -12,6 +12,7 @@ use crate::agent::connect::{self, AgentError, Established};
 use crate::agent::events::AgentEvent;
 use crate::agent::forward::{self, LocalFailure};
 use crate::agent::options::{AgentOptions, LocalTarget};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +64,9 @@ pub async fn run(
                     Outcome::Lost(reason) => reason,
                 }
             }
+            Err(e) if waiting_for_renewal(&options, &e) && connected_once => {
+                format!("{e} (the grant expired; waiting for control to renew it)")
+            }
             Err(e) if e.is_fatal() || !connected_once => return Err(e),
             Err(e) => e.to_string(),
         };
@@ -105,6 +109,7 @@ async fn serve(
             session_id: welcome.session_id.clone(),
         });
     }
+    let mut open_tunnels: HashSet<u32> = welcome.tunnels.iter().map(|t| t.id.0).collect();
     let targets = Arc::new(resolve_targets(options, events));
     let warned = Arc::new(Mutex::new(None::<Instant>));
     loop {
@@ -128,6 +133,16 @@ async fn serve(
                 });
             }
             event = session_events.recv() => match event {
+                Some(SessionEvent::Message(Event::TunnelClosed { id, reason })) => {
+                    // Closed through the API (or taken over): reconnecting would not bring
+                    // it back, so once every tunnel of this session is closed, stop.
+                    open_tunnels.remove(&id.0);
+                    if open_tunnels.is_empty() {
+                        session.close();
+                        return Outcome::Closed(reason);
+                    }
+                    let _ = events.send(AgentEvent::Notice { message: reason });
+                }
                 Some(SessionEvent::Message(message)) => report(events, message),
                 Some(SessionEvent::GoAway { code, message }) => {
                     if !code.should_reconnect() {
@@ -148,6 +163,16 @@ async fn serve(
             }
         }
     }
+}
+
+/// With a grant, an edge refusing an expired one is not the end: the renewal task keeps asking
+/// control, and the next attempt presents the newest grant.
+fn waiting_for_renewal(options: &AgentOptions, error: &AgentError) -> bool {
+    matches!(error, AgentError::Unauthorized(_))
+        && options
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.borrow().is_expired())
 }
 
 fn resolve_targets(

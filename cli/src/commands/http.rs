@@ -1,0 +1,270 @@
+//! `warren http PORT`: with a login, control grants the tunnel (`POST /v1/tunnels`) and the
+//! agent presents the grant to the edge control names; a background task renews the grant at
+//! about half its lifetime, so reconnects always present a fresh one. With `--edge URL --token
+//! T` the agent talks to a stand-alone edge with a static token, no control involved.
+
+use super::segment;
+use crate::agent::backoff::Backoff;
+use crate::agent::grant::{self, Grant, GrantSender, unix_now};
+use crate::agent::options::parse_local;
+use crate::agent::{self, AgentEvent, AgentOptions, LocalTarget, TunnelSpec};
+use crate::api::{self, TunnelGrant};
+use crate::args::HttpArgs;
+use crate::config;
+use crate::control_client::ControlClient;
+use crate::output::Printer;
+use crate::signals;
+use serde_json::{Map, Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+use warren_proto::names::Subdomain;
+
+pub async fn run(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
+    // What is wrong on the command line itself comes first, before any network call and even
+    // when no token is configured yet.
+    let local = parse_local(&args.port, &args.local_host).map_err(anyhow::Error::msg)?;
+    if let Some(name) = &args.subdomain {
+        Subdomain::parse(name).map_err(anyhow::Error::msg)?;
+    }
+    match args.edge.clone() {
+        Some(edge) => standalone(&edge, args, local, printer).await,
+        None => granted(args, local, printer).await,
+    }
+}
+
+/// `--edge URL --token T`: straight to a stand-alone edge with a static token.
+async fn standalone(
+    edge: &str,
+    args: HttpArgs,
+    local: LocalTarget,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    let options = AgentOptions::new(
+        edge,
+        args.token.unwrap_or_default(),
+        vec![TunnelSpec {
+            local,
+            subdomain: args.subdomain,
+        }],
+    )
+    .map_err(anyhow::Error::msg)?;
+    if options.token.is_empty() {
+        anyhow::bail!("no token: pass --token or set WARREN_TOKEN (`warren dev` prints one)");
+    }
+    let shutdown = CancellationToken::new();
+    signals::on_interrupt(shutdown.clone());
+    crate::run_agent(options, printer, shutdown)
+        .await
+        .map_err(anyhow::Error::new)
+}
+
+/// The tunnel as control granted it.
+async fn granted(args: HttpArgs, local: LocalTarget, printer: Printer) -> anyhow::Result<()> {
+    let login = config::current_login_with(args.token.clone()).map_err(|_| {
+        anyhow::anyhow!(
+            "not logged in: run `warren login --control URL`, or pass --edge URL --token TOKEN for a stand-alone edge"
+        )
+    })?;
+    let client = ControlClient::new(&login.control, Some(login.token))?;
+    let shutdown = CancellationToken::new();
+    signals::on_interrupt(shutdown.clone());
+    let first = open_tunnel(&client, &args, &local).await?;
+    run_granted(client, first, local, printer, shutdown).await
+}
+
+/// `POST /v1/tunnels`.
+pub async fn open_tunnel(
+    client: &ControlClient,
+    args: &HttpArgs,
+    local: &LocalTarget,
+) -> anyhow::Result<TunnelGrant> {
+    let mut body = Map::new();
+    body.insert("protocol".into(), json!("http"));
+    body.insert("local_addr".into(), json!(local.to_string()));
+    if let Some(name) = &args.subdomain {
+        body.insert("subdomain".into(), json!(name));
+    }
+    if args.random {
+        body.insert("random".into(), json!(true));
+    }
+    if let Some(region) = &args.region {
+        body.insert("region".into(), json!(region));
+    }
+    let value = client.post("/v1/tunnels", &Value::Object(body)).await?;
+    api::decode(value)
+}
+
+/// Runs the agent on a granted tunnel, renewing the grant until the agent stops or control
+/// says the tunnel was closed.
+pub async fn run_granted(
+    client: ControlClient,
+    first: TunnelGrant,
+    local: LocalTarget,
+    printer: Printer,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let label = first
+        .hostname
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(
+        !label.is_empty() && !first.grant.is_empty(),
+        "control granted a tunnel without a hostname or grant: is control up to date?"
+    );
+    let mut options = AgentOptions::new(
+        &first.edge_url,
+        String::new(),
+        vec![TunnelSpec {
+            local,
+            subdomain: Some(label),
+        }],
+    )
+    .map_err(|e| anyhow::anyhow!("control named an edge this warren cannot use: {e}"))?;
+    let (sender, receiver) = grant::channel(Grant {
+        jwt: first.grant.clone(),
+        expires_at: first.grant_expires_at,
+    });
+    options.grant = Some(receiver);
+    announce(printer, &first);
+
+    let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printing = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            printer.agent_event(&event);
+        }
+    });
+    let closed = Arc::new(Mutex::new(None::<String>));
+    let renewing = tokio::spawn(renew(
+        client,
+        first.tunnel_id.clone(),
+        sender,
+        events.clone(),
+        shutdown.clone(),
+        closed.clone(),
+    ));
+    let result = agent::run(options, events, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = renewing.await;
+    let _ = printing.await;
+    let closed = closed.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(reason) = closed {
+        return Err(agent::AgentError::Closed(reason).into());
+    }
+    result.map_err(anyhow::Error::new)
+}
+
+fn announce(printer: Printer, granted: &TunnelGrant) {
+    if printer.json {
+        printer.json_line(&json!({
+            "event": "tunnel_granted",
+            "tunnel_id": granted.tunnel_id,
+            "hostname": granted.hostname,
+            "public_url": granted.public_url,
+            "region": granted.region,
+            "edge_url": granted.edge_url,
+            "grant_expires_at": granted.grant_expires_at,
+        }));
+    } else {
+        eprintln!(
+            "Tunnel {} in region {} (close it with `warren tunnels close {}`)",
+            granted.tunnel_id, granted.region, granted.tunnel_id
+        );
+    }
+}
+
+/// Renews the grant at about half its remaining lifetime. Control being down is retried with
+/// backoff (the current grant keeps working meanwhile); 410 or 404 means the tunnel is gone:
+/// `closed` gets the reason and the agent is stopped.
+async fn renew(
+    client: ControlClient,
+    tunnel_id: String,
+    sender: GrantSender,
+    events: UnboundedSender<AgentEvent>,
+    shutdown: CancellationToken,
+    closed: Arc<Mutex<Option<String>>>,
+) {
+    let backoff = Backoff {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+    };
+    let path = format!("/v1/tunnels/{}/grant", segment(&tunnel_id));
+    loop {
+        let wait = renew_after(&sender.borrow());
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            let failure = match client.post(&path, &json!({})).await {
+                Ok(value) => match api::decode::<TunnelGrant>(value) {
+                    Ok(renewed) if !renewed.grant.is_empty() => {
+                        sender.send_replace(Grant {
+                            jwt: renewed.grant,
+                            expires_at: renewed.grant_expires_at,
+                        });
+                        if attempt > 0 {
+                            let _ = events.send(AgentEvent::Notice {
+                                message: "renewed the tunnel's grant".into(),
+                            });
+                        }
+                        break;
+                    }
+                    Ok(_) => "control sent no grant".to_string(),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) if matches!(e.status(), Some(404 | 410)) => {
+                    *closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    shutdown.cancel();
+                    return;
+                }
+                Err(e) => e.to_string(),
+            };
+            attempt = attempt.saturating_add(1);
+            let delay = backoff.delay(attempt);
+            if attempt == 1 || attempt.is_multiple_of(10) {
+                let expires_at = sender.borrow().expires_at;
+                let left = expires_at.saturating_sub(unix_now());
+                let _ = events.send(AgentEvent::Error {
+                    message: format!(
+                        "cannot renew the tunnel's grant ({failure}); retrying, the current grant works for {left} s more"
+                    ),
+                    fatal: false,
+                });
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+/// Half the grant's remaining lifetime, at least a second.
+fn renew_after(grant: &Grant) -> Duration {
+    let left = grant.expires_at.saturating_sub(unix_now());
+    Duration::from_millis(left.saturating_mul(500)).max(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_comes_at_half_the_lifetime() {
+        let grant = |left: u64| Grant {
+            jwt: String::new(),
+            expires_at: unix_now() + left,
+        };
+        let at = renew_after(&grant(3600));
+        assert!(
+            at <= Duration::from_secs(1800) && at >= Duration::from_secs(1799),
+            "{at:?}"
+        );
+        assert_eq!(renew_after(&grant(0)), Duration::from_secs(1));
+    }
+}
