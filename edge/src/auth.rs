@@ -1,9 +1,11 @@
 //! Who an agent is: checks the credential in its HELLO.
 //!
 //! [`StaticTokens`] accepts a fixed set of API tokens (what `warren dev` and a stand-alone edge
-//! use). Tokens are kept only as SHA-256 digests and compared in constant time; the control
-//! plane adds signed grants behind the same trait.
+//! use). Tokens are kept only as SHA-256 digests and compared in constant time.
+//! [`GrantVerifier`] accepts grants signed by control. [`EdgeAuth`] holds either or both and
+//! picks by the kind of credential.
 
+use crate::grant::GrantVerifier;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use warren_proto::control::{Credential, Reject, RejectCode};
@@ -13,6 +15,19 @@ use warren_proto::control::{Credential, Reject, RejectCode};
 pub struct Identity {
     pub account_id: String,
     pub token_id: String,
+    /// Set when the agent presented a grant: the one tunnel it may open.
+    pub grant: Option<GrantScope>,
+}
+
+/// What a verified grant allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantScope {
+    /// The tunnel (control's history row) this session serves.
+    pub tunnel_id: String,
+    /// The only hostname the session may serve.
+    pub hostname: String,
+    /// Unix seconds when the grant expires.
+    pub expires_at: u64,
 }
 
 #[async_trait]
@@ -58,10 +73,56 @@ impl Authenticator for StaticTokens {
             Some(i) => Ok(Identity {
                 account_id: self.account_id.clone(),
                 token_id: format!("static-{i}"),
+                grant: None,
             }),
             None => Err(Reject::new(
                 RejectCode::Unauthorized,
                 "the edge does not accept this token: check --token (or WARREN_TOKEN)",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for GrantVerifier {
+    async fn authenticate(&self, credential: &Credential) -> Result<Identity, Reject> {
+        let Credential::Grant(grant) = credential else {
+            return Err(Reject::new(
+                RejectCode::Unauthorized,
+                "this edge accepts grants from control, not API tokens: run `warren http` with \
+                 a control URL (warren login) instead of --token",
+            ));
+        };
+        let claims = self.verify(grant).await?;
+        Ok(Identity {
+            account_id: claims.sub,
+            token_id: claims.token_id,
+            grant: Some(GrantScope {
+                tunnel_id: claims.tunnel_id,
+                hostname: claims.hostname.to_ascii_lowercase(),
+                expires_at: claims.exp,
+            }),
+        })
+    }
+}
+
+/// Static tokens, grants, or both: each credential goes to the authenticator of its kind.
+pub struct EdgeAuth {
+    pub tokens: Option<StaticTokens>,
+    pub grants: Option<GrantVerifier>,
+}
+
+#[async_trait]
+impl Authenticator for EdgeAuth {
+    async fn authenticate(&self, credential: &Credential) -> Result<Identity, Reject> {
+        match (credential, &self.tokens, &self.grants) {
+            (Credential::Token(_), Some(tokens), _) => tokens.authenticate(credential).await,
+            (Credential::Grant(_), _, Some(grants)) => grants.authenticate(credential).await,
+            (Credential::Token(_), None, Some(grants)) => grants.authenticate(credential).await,
+            (Credential::Grant(_), Some(tokens), None) => tokens.authenticate(credential).await,
+            (_, None, None) => Err(Reject::new(
+                RejectCode::Unauthorized,
+                "this edge accepts no credentials: its operator must configure tokens or a control URL",
             )),
         }
     }

@@ -36,6 +36,15 @@ pub struct EdgeConfig {
     )]
     pub tokens: Vec<String>,
 
+    /// Control plane URL (e.g. http://control.internal:8081): the edge accepts grants signed
+    /// with control's keys and reports its tunnel sessions there. Needs --control-secret.
+    #[arg(long, env = "WARREN_EDGE_CONTROL_URL")]
+    pub control_url: Option<String>,
+
+    /// Secret the edge presents to control's internal API (at least 16 characters).
+    #[arg(long, env = "WARREN_EDGE_CONTROL_SECRET", hide_env_values = true)]
+    pub control_secret: Option<String>,
+
     /// Largest request head (request line and headers) a visitor may send, in bytes.
     #[arg(long, env = "WARREN_EDGE_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
     pub max_header_bytes: usize,
@@ -87,6 +96,8 @@ impl Default for EdgeConfig {
             region: "local".into(),
             edge_id: None,
             tokens: Vec::new(),
+            control_url: None,
+            control_secret: None,
             max_header_bytes: 64 * 1024,
             max_headers: 128,
             handshake_timeout: Duration::from_secs(10),
@@ -111,6 +122,11 @@ impl fmt::Debug for EdgeConfig {
             .field("region", &self.region)
             .field("edge_id", &self.edge_id)
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("control_url", &self.control_url)
+            .field(
+                "control_secret",
+                &self.control_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("max_header_bytes", &self.max_header_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("upstream_timeout", &self.upstream_timeout)
@@ -152,7 +168,44 @@ impl EdgeConfig {
         if self.heartbeat_interval < Duration::from_millis(100) {
             return Err("--heartbeat must be at least 100ms".into());
         }
-        Ok(())
+        self.validate_control()
+    }
+
+    /// `--control-url` and `--control-secret` come together, and make sense.
+    fn validate_control(&self) -> Result<(), String> {
+        match (&self.control_url, &self.control_secret) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(
+                "--control-url needs --control-secret (WARREN_EDGE_CONTROL_SECRET): the secret \
+                 control expects from edges"
+                    .into(),
+            ),
+            (None, Some(_)) => Err(
+                "--control-secret is set but --control-url is not: pass the control plane's URL"
+                    .into(),
+            ),
+            (Some(url), Some(secret)) => {
+                let uri: http::Uri = url.parse().map_err(|_| {
+                    format!(
+                        "--control-url {url:?} is not a URL: use e.g. http://control.internal:8081"
+                    )
+                })?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(format!(
+                        "--control-url {url:?} must be an http:// or https:// URL with a host"
+                    ));
+                }
+                if secret.chars().count() < 16 {
+                    return Err("--control-secret must be at least 16 characters long".into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this edge is connected to a control plane.
+    pub fn has_control(&self) -> bool {
+        self.control_url.is_some()
     }
 
     /// The public URL of a tunnel hostname, given the port visitors connect to.
@@ -227,8 +280,46 @@ mod tests {
     fn debug_never_shows_tokens() {
         let config = EdgeConfig {
             tokens: vec!["wrn_secret".into()],
+            control_url: Some("http://127.0.0.1:1".into()),
+            control_secret: Some("edge-secret-0123456789".into()),
             ..EdgeConfig::default()
         };
-        assert!(!format!("{config:?}").contains("wrn_secret"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("wrn_secret"));
+        assert!(!debug.contains("edge-secret"));
+    }
+
+    #[test]
+    fn control_settings_are_validated() {
+        let with = |url: Option<&str>, secret: Option<&str>| EdgeConfig {
+            control_url: url.map(str::to_string),
+            control_secret: secret.map(str::to_string),
+            ..EdgeConfig::default()
+        };
+        let secret = Some("0123456789abcdef");
+        assert!(with(None, None).validate().is_ok());
+        assert!(
+            with(Some("http://127.0.0.1:8081"), secret)
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            with(Some("https://control.example.net"), secret)
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            with(Some("http://127.0.0.1:8081"), None)
+                .validate()
+                .is_err()
+        );
+        assert!(with(None, secret).validate().is_err());
+        assert!(with(Some("ftp://x"), secret).validate().is_err());
+        assert!(with(Some("not a url"), secret).validate().is_err());
+        assert!(
+            with(Some("http://127.0.0.1:8081"), Some("short"))
+                .validate()
+                .is_err()
+        );
     }
 }

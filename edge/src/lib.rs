@@ -11,13 +11,19 @@
 //! - `tunnel/endpoint.rs` → `tunnel/attach.rs`: where agents connect and how a session lives.
 //! - `routes.rs`: the cluster-wide route table; `auth.rs`: agent credentials; `warren_proto::names`:
 //!   subdomain rules.
+//! - `grant/`: grants signed by control, verified offline with control's keys (JWKS);
+//!   `control_link.rs`: session reports to control and the tunnels it closes;
+//!   `control_http.rs`: the bounded HTTP client both use.
 //! - `config.rs`, `state.rs`: settings and shared state; `shutdown.rs`: graceful shutdown.
 #![forbid(unsafe_code)]
 
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod control_http;
+pub mod control_link;
 pub mod error;
+pub mod grant;
 pub mod host;
 pub mod routes;
 pub mod shutdown;
@@ -28,9 +34,13 @@ pub mod visitor;
 pub use config::EdgeConfig;
 pub use state::EdgeState;
 
-use auth::{Authenticator, StaticTokens};
+use auth::{Authenticator, EdgeAuth, StaticTokens};
+use control_http::ControlHttp;
+use control_link::ControlLink;
+use grant::{ClosedTunnels, GrantVerifier};
 use routes::{MemoryRouteTable, RouteTable};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use visitor::dispatch::Listener;
@@ -47,6 +57,8 @@ pub struct Listeners {
 pub struct Deps {
     pub routes: Arc<dyn RouteTable>,
     pub auth: Arc<dyn Authenticator>,
+    /// Reports to control; `None` for an edge without control.
+    pub control: Option<Arc<ControlLink>>,
 }
 
 impl Deps {
@@ -55,7 +67,54 @@ impl Deps {
         Deps {
             routes: Arc::new(MemoryRouteTable::new()),
             auth: Arc::new(StaticTokens::new("local", &config.tokens)),
+            control: None,
         }
+    }
+
+    /// An edge connected to control (`control_url` and `control_secret` set): grants verified
+    /// with control's keys, sessions reported to control, plus the configured static tokens if
+    /// any. Control being down is not fatal: the keys are fetched again when a grant needs them.
+    pub async fn with_control(config: &EdgeConfig) -> anyhow::Result<Deps> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let (Some(url), Some(secret)) = (&config.control_url, &config.control_secret) else {
+            anyhow::bail!("Deps::with_control needs control_url and control_secret");
+        };
+        let http = ControlHttp::new(url).map_err(anyhow::Error::msg)?;
+        let closed = Arc::new(ClosedTunnels::default());
+        let grants =
+            GrantVerifier::new(http.clone(), &config.region, &config.domain, closed.clone());
+        match grants.refresh().await {
+            Ok(keys) => tracing::info!(keys, control = %url, "control's signing keys loaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "control's signing keys are not available yet; grants are refused until they are")
+            }
+        }
+        grants.spawn_refresher();
+        let tokens =
+            (!config.tokens.is_empty()).then(|| StaticTokens::new("local", &config.tokens));
+        Ok(Deps {
+            routes: Arc::new(MemoryRouteTable::new()),
+            auth: Arc::new(EdgeAuth {
+                tokens,
+                grants: Some(grants),
+            }),
+            control: Some(Arc::new(ControlLink::new(http, secret.clone(), closed))),
+        })
+    }
+
+    /// Control if configured, else the embedded defaults; refuses an edge that would accept
+    /// no agent at all.
+    pub async fn from_config(config: &EdgeConfig) -> anyhow::Result<Deps> {
+        if config.has_control() {
+            return Deps::with_control(config).await;
+        }
+        if config.tokens.is_empty() {
+            anyhow::bail!(
+                "no way for agents to authenticate: pass --token (or WARREN_EDGE_TOKENS) for \
+                 static tokens, and/or --control-url with --control-secret for grants from control"
+            );
+        }
+        Ok(Deps::embedded(config))
     }
 }
 
@@ -73,6 +132,7 @@ pub async fn run(
         config,
         deps.routes,
         deps.auth,
+        deps.control.clone(),
         visitor_addr,
         shutdown.clone(),
     ));
@@ -87,7 +147,22 @@ pub async fn run(
             .tasks
             .spawn(accept::accept_loop(state.clone(), tunnel, Listener::Tunnel));
     }
+    let reporter = deps.control.map(|link| {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(link.clone().run(state.clone(), stop.clone()));
+        (link, stop, task)
+    });
     shutdown.cancelled().await;
+    let began = tokio::time::Instant::now();
     shutdown::drain(&state).await;
+    if let Some((link, stop, task)) = reporter {
+        stop.cancel();
+        let _ = task.await;
+        // The sessions just drained left their `Ended` events: send them within what is left
+        // of the grace period (at least a second, so they get one attempt).
+        let deadline = (began + state.config.shutdown_grace)
+            .max(tokio::time::Instant::now() + Duration::from_secs(1));
+        link.flush(&state, deadline).await;
+    }
     Ok(())
 }

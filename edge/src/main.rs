@@ -31,11 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args.log_format);
     args.edge.validate().map_err(anyhow::Error::msg)?;
-    if args.edge.tokens.is_empty() {
-        anyhow::bail!(
-            "no agent tokens configured: pass --token (or WARREN_EDGE_TOKENS) so agents can connect"
-        );
-    }
+    // Static tokens, control (grants), or both; neither is refused with what to pass.
+    let deps = Deps::from_config(&args.edge).await?;
     let visitor = TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -49,7 +46,6 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let deps = Deps::embedded(&args.edge);
     warren_edge::run(args.edge, deps, Listeners { visitor, tunnel }, shutdown).await
 }
 

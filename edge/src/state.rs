@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
+use crate::control_link::ControlLink;
 use crate::routes::RouteTable;
 use crate::tunnel::Registry;
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ pub struct EdgeState {
     pub registry: Registry,
     pub routes: Arc<dyn RouteTable>,
     pub auth: Arc<dyn Authenticator>,
+    /// Where granted sessions are reported, when the edge is connected to control.
+    pub control: Option<Arc<ControlLink>>,
     /// Cancelled when the edge starts shutting down.
     pub shutdown: CancellationToken,
     /// Every connection and session task, waited for on shutdown.
@@ -33,6 +36,7 @@ impl EdgeState {
         config: EdgeConfig,
         routes: Arc<dyn RouteTable>,
         auth: Arc<dyn Authenticator>,
+        control: Option<Arc<ControlLink>>,
         visitor_addr: Option<SocketAddr>,
         shutdown: CancellationToken,
     ) -> EdgeState {
@@ -47,6 +51,7 @@ impl EdgeState {
             registry: Registry::default(),
             routes,
             auth,
+            control,
             shutdown,
             tasks: TaskTracker::new(),
             visitor_addr,

@@ -2,16 +2,16 @@
 //! route, answer WELCOME, serve until the session ends, then release exactly what it held.
 
 use crate::auth::Identity;
-use warren_proto::names::Subdomain;
 use crate::routes::{Claimed, Route, RouteError};
 use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
+use crate::tunnel::registry::Counters;
 use crate::tunnel::upstream::Pool;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_tungstenite::WebSocketStream;
 use warren_proto::control::{
@@ -19,6 +19,7 @@ use warren_proto::control::{
 };
 use warren_proto::error::GoAwayCode;
 use warren_proto::mux::{Heartbeat, Role};
+use warren_proto::names::Subdomain;
 use warren_proto::{Mux, Settings};
 use warren_session::handshake::{self, HandshakeError};
 use warren_session::{Session, SessionEvent};
@@ -80,7 +81,7 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
     // moment the agent prints it is served, not told 404. Streams opened meanwhile wait in the
     // session's queue, behind the WELCOME.
     let (session, _incoming, events, unstarted) = warren_session::prepare(mux);
-    register(
+    let live = register(
         &state,
         &planned,
         &session,
@@ -88,9 +89,21 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         &identity,
         hello.request_log,
     );
+    let mut reported = false;
     match handshake::send_welcome(&mut ws, &welcome).await {
         Ok(()) => {
             unstarted.start(ws, span);
+            if let Some(link) = &state.control {
+                for tunnel in &live {
+                    link.started(
+                        tunnel,
+                        &identity.token_id,
+                        &hello.agent_version,
+                        &peer.to_string(),
+                    );
+                    reported = true;
+                }
+            }
             tracing::info!(
                 session = %session_id,
                 agent = %peer,
@@ -106,17 +119,29 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         }
     }
     let end = serve(&state, &planned, &session_id, &session, events).await;
-    for tunnel in &planned {
-        if let Some(live) = state.registry.lookup(&tunnel.hostname)
-            && live.session_id == session_id
-        {
-            live.pool.clear();
-        }
+    for tunnel in &live {
+        tunnel.pool.clear();
         state.registry.remove_tunnel(&tunnel.hostname, &session_id);
     }
     release_routes(&state, &planned, &session_id).await;
     state.registry.remove_session(&session_id);
+    if reported && let Some(link) = &state.control {
+        for tunnel in &live {
+            link.ended(tunnel, &end_reason(&state, tunnel, &end));
+        }
+    }
     tracing::info!(session = %session_id, reason = %end, "agent session ended");
+}
+
+/// Why a session stopped serving `tunnel`, as control records it.
+fn end_reason(state: &EdgeState, tunnel: &LiveTunnel, end: &warren_session::SessionEnd) -> String {
+    if let Some(reason) = tunnel.close_reason.get() {
+        return reason.clone();
+    }
+    if state.shutdown.is_cancelled() {
+        return "edge shutting down".to_string();
+    }
+    format!("agent gone: {end}")
 }
 
 async fn refuse_handshake(ws: &mut Ws, error: HandshakeError, peer: SocketAddr) {
@@ -140,6 +165,9 @@ fn plan_tunnels(
             RejectCode::BadRequest,
             format!("a session carries 1 to {MAX_TUNNELS_PER_SESSION} tunnels"),
         ));
+    }
+    if let Some(grant) = &identity.grant {
+        return plan_granted(state, hello, grant);
     }
     let mut ids = HashSet::new();
     let mut hosts = HashSet::new();
@@ -170,6 +198,42 @@ fn plan_tunnels(
         });
     }
     Ok(planned)
+}
+
+/// A grant opens one tunnel, on the hostname it names.
+fn plan_granted(
+    state: &EdgeState,
+    hello: &Hello,
+    grant: &crate::auth::GrantScope,
+) -> Result<Vec<Planned>, Reject> {
+    let [request] = hello.tunnels.as_slice() else {
+        return Err(Reject::new(
+            RejectCode::BadRequest,
+            format!(
+                "a grant opens exactly one tunnel, but the agent asked for {}: run one `warren http` per tunnel",
+                hello.tunnels.len()
+            ),
+        ));
+    };
+    if let Some(name) = &request.subdomain {
+        let subdomain =
+            Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?;
+        let asked = format!("{subdomain}.{}", state.config.domain.to_ascii_lowercase());
+        if asked != grant.hostname {
+            return Err(Reject::new(
+                RejectCode::Forbidden,
+                format!(
+                    "the grant is for {} but the agent asked for {asked}: run `warren http` again \
+                     to get a grant for the name you want",
+                    grant.hostname
+                ),
+            ));
+        }
+    }
+    Ok(vec![Planned {
+        id: request.id,
+        hostname: grant.hostname.clone(),
+    }])
 }
 
 async fn claim_routes(
@@ -256,8 +320,9 @@ fn register(
     session_id: &str,
     identity: &Identity,
     request_log: bool,
-) {
+) -> Vec<Arc<LiveTunnel>> {
     state.registry.add_session(session_id, session.clone());
+    let mut registered = Vec::with_capacity(planned.len());
     for tunnel in planned {
         let live = Arc::new(LiveTunnel {
             hostname: tunnel.hostname.clone(),
@@ -267,17 +332,25 @@ fn register(
             session_id: session_id.to_string(),
             account_id: identity.account_id.clone(),
             request_log,
+            tunnel_id: identity.grant.as_ref().map(|g| g.tunnel_id.clone()),
+            counters: Counters::default(),
+            close_reason: OnceLock::new(),
             pool: Pool::new(state.config.pool_idle_per_tunnel),
         });
-        if let Some(old) = state.registry.insert_tunnel(live) {
+        if let Some(old) = state.registry.insert_tunnel(live.clone()) {
             displace(&old);
         }
+        registered.push(live);
     }
+    registered
 }
 
 /// An older session of the same account lost this tunnel to a newer one: tell its agent and
 /// let it drain.
 fn displace(old: &LiveTunnel) {
+    let _ = old
+        .close_reason
+        .set("taken over by a newer session".to_string());
     old.pool.clear();
     old.session.send_message(&Event::TunnelClosed {
         id: old.id,

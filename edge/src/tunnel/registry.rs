@@ -3,7 +3,8 @@
 
 use crate::tunnel::upstream::Pool;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use warren_proto::TunnelId;
 use warren_session::Session;
 
@@ -17,7 +18,42 @@ pub struct LiveTunnel {
     pub account_id: String,
     /// The agent asked for a log line per request.
     pub request_log: bool,
+    /// The tunnel id from the grant the session presented (none for static tokens).
+    pub tunnel_id: Option<String>,
+    /// Cumulative traffic of this tunnel on this session.
+    pub counters: Counters,
+    /// Why the edge stopped serving it, when the edge decided (taken over, closed by the API,
+    /// shutdown); first reason wins.
+    pub close_reason: OnceLock<String>,
     pub(crate) pool: Pool,
+}
+
+/// Traffic counters, updated on the data path with relaxed atomic adds (no locks) and read by
+/// the reporter. `bytes_in` is visitor → agent (request bodies, upgraded bytes up), `bytes_out`
+/// agent → visitor.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub bytes_in: Arc<AtomicU64>,
+    pub bytes_out: Arc<AtomicU64>,
+    pub requests: AtomicU64,
+}
+
+/// A reading of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub requests: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -47,6 +83,22 @@ impl Registry {
             return true;
         }
         false
+    }
+
+    /// Every tunnel served here now.
+    pub fn tunnels(&self) -> Vec<Arc<LiveTunnel>> {
+        read(&self.tunnels).values().cloned().collect()
+    }
+
+    /// Stops serving every tunnel opened with the grant tunnel id `tunnel_id`; returns them.
+    pub fn remove_by_tunnel_id(&self, tunnel_id: &str) -> Vec<Arc<LiveTunnel>> {
+        let mut tunnels = write(&self.tunnels);
+        let hosts: Vec<String> = tunnels
+            .iter()
+            .filter(|(_, t)| t.tunnel_id.as_deref() == Some(tunnel_id))
+            .map(|(host, _)| host.clone())
+            .collect();
+        hosts.iter().filter_map(|h| tunnels.remove(h)).collect()
     }
 
     pub fn add_session(&self, id: &str, session: Session) {

@@ -24,6 +24,7 @@ pin_project! {
         inner: Incoming,
         bytes: u64,
         shared: Option<Arc<AtomicU64>>,
+        total: Option<Arc<AtomicU64>>,
         on_end: Option<Box<dyn OnEnd>>,
     }
 
@@ -43,6 +44,7 @@ impl Metered {
             inner,
             bytes: 0,
             shared: None,
+            total: None,
             on_end: None,
         }
     }
@@ -50,6 +52,12 @@ impl Metered {
     /// Also adds every byte to `counter` (read by whoever logs the request).
     pub fn counting_into(mut self, counter: Arc<AtomicU64>) -> Metered {
         self.shared = Some(counter);
+        self
+    }
+
+    /// Also adds every byte to the tunnel's cumulative counter `total` (reported to control).
+    pub fn adding_to(mut self, total: Arc<AtomicU64>) -> Metered {
+        self.total = Some(total);
         self
     }
 
@@ -76,6 +84,9 @@ impl Body for Metered {
                     *this.bytes += n;
                     if let Some(shared) = this.shared {
                         shared.fetch_add(n, Ordering::Relaxed);
+                    }
+                    if let Some(total) = this.total {
+                        total.fetch_add(n, Ordering::Relaxed);
                     }
                 }
                 // With a known length the server stops polling after the last byte, so the

@@ -29,6 +29,7 @@ pub async fn forward(
             "CONNECT is not supported: Warren serves tunnels, it is not a forward proxy".into(),
         ));
     }
+    tunnel.counters.requests.fetch_add(1, Ordering::Relaxed);
     let visitor_version = req.version();
     let wants_upgrade = visitor_version == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let visitor_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -65,9 +66,10 @@ pub async fn forward(
     }
     parts.uri = origin_form(&parts.uri);
     parts.version = Version::HTTP_11;
+    let body = Metered::new(body).adding_to(tunnel.counters.bytes_in.clone());
     let body = match bytes_in {
-        Some(counter) => Metered::new(body).counting_into(counter),
-        None => Metered::new(body),
+        Some(counter) => body.counting_into(counter),
+        None => body,
     };
 
     let mut response = match tunnel
@@ -94,7 +96,12 @@ pub async fn forward(
             ));
         };
         let local_upgrade = hyper::upgrade::on(&mut response);
-        upgrade::splice(visitor_upgrade, local_upgrade, ctx.request_id.clone());
+        upgrade::splice(
+            visitor_upgrade,
+            local_upgrade,
+            ctx.request_id.clone(),
+            &tunnel.counters,
+        );
         if let Some(log) = log.take() {
             log.finish(101, 0, None);
         }
@@ -113,12 +120,13 @@ pub async fn forward(
         version => version,
     };
     let status = parts.status.as_u16();
+    let body = Metered::new(body).adding_to(tunnel.counters.bytes_out.clone());
     let body = match log {
         Some(mut log) => {
             log.status = status;
-            Metered::new(body).on_end(Box::new(log))
+            body.on_end(Box::new(log))
         }
-        None => Metered::new(body),
+        None => body,
     };
     Ok(Response::from_parts(parts, EdgeBody::Proxied { body }))
 }

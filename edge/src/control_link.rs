@@ -1,0 +1,352 @@
+//! The edge's reports to control, and control's answers (tunnels to close).
+//!
+//! Sessions serving granted tunnels push `Started` and `Ended` events into one bounded queue.
+//! Every 500 ms the reporter adds `Counters` for tunnels whose counters moved, and posts what
+//! is queued as one [`EdgeReport`] to `{control}/internal/v1/reports`; with nothing to say it
+//! still posts every 5 s (a heartbeat carrying the `live` list). Counters are cumulative, so a
+//! batch that failed is simply sent again. Control's answer lists tunnels closed through the
+//! API: their sessions are told why and closed, and their grants refused until they expire.
+//!
+//! All bookkeeping happens under one lock, so a tunnel's `Counters` can only be queued between
+//! its `Started` and its `Ended`.
+
+use crate::control_http::ControlHttp;
+use crate::grant::{ClosedTunnels, unix_now};
+use crate::state::EdgeState;
+use crate::tunnel::LiveTunnel;
+use crate::tunnel::registry::CounterSnapshot;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+use warren_proto::control::Event;
+use warren_proto::error::GoAwayCode;
+use warren_proto::report::{
+    CloseTunnel, EdgeReport, MAX_EVENTS_PER_REPORT, ReportReply, SessionEvent,
+};
+
+/// Where reports go on control.
+pub const REPORTS_PATH: &str = "/internal/v1/reports";
+/// How often queued events are sent.
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(500);
+/// The longest the edge stays silent (a heartbeat report).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Most events kept while control cannot be reached.
+pub const QUEUE_CAPACITY: usize = 10_000;
+/// How long a session closed through the API may take to finish before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// The reporter of one edge.
+pub struct ControlLink {
+    http: ControlHttp,
+    secret: String,
+    closed: Arc<ClosedTunnels>,
+    book: Mutex<Book>,
+    failing: AtomicBool,
+}
+
+impl fmt::Debug for ControlLink {
+    // The secret never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlLink")
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Book {
+    queue: VecDeque<SessionEvent>,
+    /// Granted tunnel sessions between `Started` and `Ended`, by session id + tunnel id.
+    live: HashMap<(String, String), Tracked>,
+    dropped: u64,
+}
+
+struct Tracked {
+    tunnel: Arc<LiveTunnel>,
+    /// The counters last queued.
+    queued: CounterSnapshot,
+}
+
+impl ControlLink {
+    pub fn new(http: ControlHttp, secret: String, closed: Arc<ClosedTunnels>) -> ControlLink {
+        ControlLink {
+            http,
+            secret,
+            closed,
+            book: Mutex::new(Book::default()),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// A session began serving the granted tunnel `tunnel`.
+    pub fn started(
+        &self,
+        tunnel: &Arc<LiveTunnel>,
+        token_id: &str,
+        agent_version: &str,
+        agent_addr: &str,
+    ) {
+        let Some(tunnel_id) = tunnel.tunnel_id.clone() else {
+            return;
+        };
+        let mut book = lock(&self.book);
+        book.push(SessionEvent::Started {
+            tunnel_id: tunnel_id.clone(),
+            session_id: tunnel.session_id.clone(),
+            account_id: tunnel.account_id.clone(),
+            token_id: token_id.to_string(),
+            hostname: tunnel.hostname.clone(),
+            agent_version: agent_version.to_string(),
+            agent_addr: agent_addr.to_string(),
+            at_ms: unix_ms(),
+        });
+        book.live.insert(
+            (tunnel.session_id.clone(), tunnel_id),
+            Tracked {
+                tunnel: tunnel.clone(),
+                queued: CounterSnapshot::default(),
+            },
+        );
+    }
+
+    /// The session stopped serving `tunnel`; its counters are final.
+    pub fn ended(&self, tunnel: &LiveTunnel, reason: &str) {
+        let Some(tunnel_id) = tunnel.tunnel_id.clone() else {
+            return;
+        };
+        let mut book = lock(&self.book);
+        if book
+            .live
+            .remove(&(tunnel.session_id.clone(), tunnel_id.clone()))
+            .is_none()
+        {
+            return;
+        }
+        let c = tunnel.counters.snapshot();
+        book.push(SessionEvent::Ended {
+            tunnel_id,
+            session_id: tunnel.session_id.clone(),
+            reason: reason.to_string(),
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            requests: c.requests,
+            at_ms: unix_ms(),
+        });
+    }
+
+    /// Reports until `stop` is cancelled, then sends what is left (until `deadline`).
+    pub async fn run(self: Arc<Self>, state: Arc<EdgeState>, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(REPORT_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sent = Instant::now();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            let (live, batch) = self.next_batch();
+            if batch.is_empty() && last_sent.elapsed() < HEARTBEAT_INTERVAL {
+                continue;
+            }
+            if self.send(&state, live, batch).await {
+                last_sent = Instant::now();
+            }
+        }
+    }
+
+    /// Sends everything queued, batch after batch, until the queue is empty, a send fails, or
+    /// `deadline` passes (shutdown: the `Ended` events of the sessions just drained).
+    pub async fn flush(&self, state: &Arc<EdgeState>, deadline: tokio::time::Instant) {
+        let flush = async {
+            loop {
+                let (live, batch) = self.next_batch();
+                let more = batch.len() == MAX_EVENTS_PER_REPORT;
+                if !self.send(state, live, batch).await || !more {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout_at(deadline, flush).await.is_err() {
+            tracing::warn!(
+                queued = lock(&self.book).queue.len(),
+                "shutdown: could not send the last reports to control in time"
+            );
+        }
+    }
+
+    /// Queues `Counters` for tunnels that moved, then takes the next batch.
+    fn next_batch(&self) -> (Vec<String>, Vec<SessionEvent>) {
+        let mut book = lock(&self.book);
+        book.queue_counters();
+        let live: Vec<String> = {
+            let mut ids: Vec<String> = book.live.keys().map(|(_, t)| t.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let n = book.queue.len().min(MAX_EVENTS_PER_REPORT);
+        (live, book.queue.drain(..n).collect())
+    }
+
+    /// Posts one report; on failure puts the batch back in front. Returns whether it arrived.
+    async fn send(
+        &self,
+        state: &Arc<EdgeState>,
+        live: Vec<String>,
+        batch: Vec<SessionEvent>,
+    ) -> bool {
+        let report = EdgeReport {
+            edge_id: state.edge_id.clone(),
+            region: state.config.region.clone(),
+            live,
+            events: batch,
+        };
+        match self
+            .http
+            .post_json::<_, ReportReply>(REPORTS_PATH, &self.secret, &report)
+            .await
+        {
+            Ok(reply) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("reports reach control again");
+                }
+                self.apply(state, &reply.close);
+                true
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cannot report to control; will retry");
+                } else {
+                    tracing::debug!(error = %e, "report failed again");
+                }
+                let mut book = lock(&self.book);
+                for event in report.events.into_iter().rev() {
+                    book.queue.push_front(event);
+                }
+                false
+            }
+        }
+    }
+
+    /// Closes the tunnels control asks to close and remembers them.
+    fn apply(&self, state: &Arc<EdgeState>, close: &[CloseTunnel]) {
+        let now = unix_now();
+        self.closed.prune(now);
+        for order in close {
+            self.closed
+                .insert(&order.tunnel_id, order.until, &order.reason);
+            for tunnel in state.registry.remove_by_tunnel_id(&order.tunnel_id) {
+                close_tunnel(&tunnel, &order.reason);
+            }
+        }
+    }
+}
+
+/// Tells the agent its tunnel was closed and why, then closes the session: the agent shows
+/// the reason and does not reconnect (GOAWAY `Closed`).
+fn close_tunnel(tunnel: &Arc<LiveTunnel>, reason: &str) {
+    let message = format!(
+        "this tunnel was closed through the API ({reason}): run `warren http` again to open a new one"
+    );
+    tracing::info!(host = %tunnel.hostname, session = %tunnel.session_id, %reason, "closing tunnel at control's request");
+    let _ = tunnel
+        .close_reason
+        .set(format!("closed through the API: {reason}"));
+    tunnel.pool.clear();
+    tunnel.session.send_message(&Event::TunnelClosed {
+        id: tunnel.id,
+        reason: message.clone(),
+    });
+    let session = tunnel.session.clone();
+    tokio::spawn(async move {
+        session
+            .drain(GoAwayCode::Closed, &message, CLOSE_GRACE)
+            .await;
+    });
+}
+
+impl Book {
+    /// Queues `event`; when full, drops the oldest `Counters` (a later one supersedes it), or
+    /// failing that the oldest event.
+    fn push(&mut self, event: SessionEvent) {
+        if self.queue.len() >= QUEUE_CAPACITY {
+            let oldest_counters = self
+                .queue
+                .iter()
+                .position(|e| matches!(e, SessionEvent::Counters { .. }));
+            match oldest_counters {
+                Some(i) => {
+                    self.queue.remove(i);
+                }
+                None => {
+                    self.queue.pop_front();
+                    tracing::error!(
+                        "report queue full: dropped a session event control will not see"
+                    );
+                }
+            }
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped = self.dropped,
+                    "report queue full: dropping the oldest events"
+                );
+            }
+        }
+        self.queue.push_back(event);
+    }
+
+    /// Queues `Counters` for every tracked session whose counters moved since last queued,
+    /// replacing any still-queued `Counters` of the same session (they are cumulative).
+    fn queue_counters(&mut self) {
+        let mut moved = Vec::new();
+        for ((session_id, tunnel_id), tracked) in &mut self.live {
+            let now = tracked.tunnel.counters.snapshot();
+            if now != tracked.queued {
+                tracked.queued = now;
+                moved.push((session_id.clone(), tunnel_id.clone(), now));
+            }
+        }
+        if moved.is_empty() {
+            return;
+        }
+        let superseded: HashSet<(&str, &str)> = moved
+            .iter()
+            .map(|(s, t, _)| (s.as_str(), t.as_str()))
+            .collect();
+        self.queue.retain(|e| match e {
+            SessionEvent::Counters {
+                session_id,
+                tunnel_id,
+                ..
+            } => !superseded.contains(&(session_id.as_str(), tunnel_id.as_str())),
+            _ => true,
+        });
+        let at_ms = unix_ms();
+        for (session_id, tunnel_id, c) in moved {
+            self.push(SessionEvent::Counters {
+                tunnel_id,
+                session_id,
+                bytes_in: c.bytes_in,
+                bytes_out: c.bytes_out,
+                requests: c.requests,
+                at_ms,
+            });
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// Every change under this lock is a single push, remove or drain: recovering a poisoned lock
+// is safe.
+fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
