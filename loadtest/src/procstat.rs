@@ -80,3 +80,19 @@ impl CpuMeter {
             .collect()
     }
 }
+
+/// Busy CPU time of the whole machine (all cores) from `/proc/stat`, in clock ticks.
+pub fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return 0;
+    };
+    // cpu user nice system idle iowait irq softirq steal ...
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    get(0) + get(1) + get(2) + get(5) + get(6) + get(7)
+}

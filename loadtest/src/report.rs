@@ -47,6 +47,9 @@ pub struct Row {
     pub tunnel_peak_rss_mib: f64,
     pub origin_cpu_s: f64,
     pub generator_cpu_s: f64,
+    /// Busy CPU of the whole machine during the run; what the generator, origin and tunnel did
+    /// not use went to other processes (or to the kernel's loopback work).
+    pub machine_busy_cpu_s: f64,
     pub procs: Vec<ProcUse>,
 }
 
@@ -54,6 +57,7 @@ pub struct Usage {
     pub tunnel: Vec<ProcUse>,
     pub origin_cpu: Duration,
     pub generator_cpu: Duration,
+    pub machine_busy: Duration,
 }
 
 impl Row {
@@ -78,12 +82,14 @@ impl Row {
             p99_ms: q(0.99),
             p999_ms: q(0.999),
             tunnel_cpu_s,
-            tunnel_cpu_us_per_req: (tunneled && o.requests > 0)
+            tunnel_cpu_us_per_req: (tunneled && o.requests > 0 && metric != Metric::Throughput)
                 .then(|| tunnel_cpu_s * 1e6 / o.requests as f64),
-            tunnel_cpu_s_per_gib: (tunneled && gib > 0.01).then(|| tunnel_cpu_s / gib),
+            tunnel_cpu_s_per_gib: (tunneled && gib > 0.0 && metric == Metric::Throughput)
+                .then(|| tunnel_cpu_s / gib),
             tunnel_peak_rss_mib: usage.tunnel.iter().map(|p| p.peak_rss_mib).sum(),
             origin_cpu_s: usage.origin_cpu.as_secs_f64(),
             generator_cpu_s: usage.generator_cpu.as_secs_f64(),
+            machine_busy_cpu_s: usage.machine_busy.as_secs_f64(),
             procs: usage.tunnel,
         }
     }
@@ -109,13 +115,26 @@ impl Row {
             self.p999_ms,
             self.errors
         );
-        if let Some(us) = self.tunnel_cpu_us_per_req {
+        if !self.procs.is_empty() {
+            let per = match (self.tunnel_cpu_us_per_req, self.tunnel_cpu_s_per_gib) {
+                (Some(us), _) => format!("{us:.1} µs/req"),
+                (None, Some(g)) => format!("{g:.2} s/GiB"),
+                _ => "-".into(),
+            };
             let _ = write!(
                 s,
-                "  tunnel CPU {:.2}s ({us:.1} µs/req) peak RSS {:.1} MiB",
+                "  tunnel CPU {:.2}s ({per}) peak RSS {:.1} MiB",
                 self.tunnel_cpu_s, self.tunnel_peak_rss_mib
             );
         }
+        let ours = self.tunnel_cpu_s + self.origin_cpu_s + self.generator_cpu_s;
+        let _ = write!(
+            s,
+            "  [machine busy {:.1}s of {:.1}s, ours {:.1}s]",
+            self.machine_busy_cpu_s,
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as f64 * self.elapsed_s,
+            ours
+        );
         if let Some(e) = &self.first_error {
             let _ = write!(s, "  first error: {e}");
         }

@@ -116,6 +116,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     for t in &list {
+        let pids: Vec<String> = t
+            .procs
+            .iter()
+            .map(|p| format!("{} pid {}", p.role, p.pid()))
+            .collect();
+        eprintln!(
+            "{} at {} (Host: {}) {}",
+            t.name,
+            t.addr,
+            t.host,
+            pids.join(", ")
+        );
         warm_up(t).await?;
     }
 
@@ -130,9 +142,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let pids = t.pids();
             let meter = CpuMeter::start(&pids, tck);
             let side = CpuMeter::start(&[origin.pid(), me], tck);
+            let busy = procstat::machine_busy_ticks();
             let (metric, outcome) = scenario_run(scenario, t, &plan).await;
             let used = meter.used();
             let side = side.used();
+            let busy = procstat::machine_busy_ticks().saturating_sub(busy);
             let usage = Usage {
                 tunnel: t
                     .procs
@@ -146,6 +160,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .collect(),
                 origin_cpu: side.first().copied().unwrap_or_default(),
                 generator_cpu: side.get(1).copied().unwrap_or_default(),
+                machine_busy: Duration::from_millis(busy * 1000 / tck.max(1)),
             };
             let row = Row::new(scenario, &t.name, metric, &outcome, usage);
             eprintln!("{}", row.progress());

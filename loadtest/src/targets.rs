@@ -110,26 +110,22 @@ pub fn wait_for_text(
     }
 }
 
-/// Where the Warren binaries are: `--warren-bin-dir`, else the release dir of the target dir.
+/// Where the Warren binaries are: `--warren-bin-dir`, else next to the load test itself (same
+/// profile: `cargo run --release` finds the release binaries, `cargo run` the debug ones), else
+/// `$CARGO_TARGET_DIR/release`.
 pub fn warren_bin_dir(explicit: Option<&PathBuf>) -> PathBuf {
     if let Some(dir) = explicit {
         return dir.clone();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            // The load test itself runs from <target>/release/warren-loadtest.
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent()?.parent().map(Path::to_path_buf))
-        })
-        .unwrap_or_else(|| PathBuf::from("target"));
-    let release = target.join("release");
-    if release.join("warren-edge").exists() {
-        release
-    } else {
-        target
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    if let Some(dir) = beside.filter(|d| d.join("warren-edge").exists()) {
+        return dir;
     }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("release")
 }
 
 pub const TOKEN: &str = "loadtest-token";
