@@ -350,3 +350,57 @@ fn unix_ms() -> u64 {
 fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(n: usize) -> SessionEvent {
+        SessionEvent::Started {
+            tunnel_id: format!("t{n}"),
+            session_id: format!("s{n}"),
+            account_id: "a".into(),
+            token_id: "k".into(),
+            hostname: "h".into(),
+            agent_version: "v".into(),
+            agent_addr: "x".into(),
+            at_ms: 0,
+        }
+    }
+
+    fn counters(n: usize) -> SessionEvent {
+        SessionEvent::Counters {
+            tunnel_id: format!("t{n}"),
+            session_id: format!("s{n}"),
+            bytes_in: 0,
+            bytes_out: 0,
+            requests: 0,
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_counters_before_session_events() {
+        let mut book = Book::default();
+        book.push(started(0));
+        for n in 1..QUEUE_CAPACITY {
+            book.push(counters(n));
+        }
+        book.push(started(QUEUE_CAPACITY));
+        assert_eq!(book.queue.len(), QUEUE_CAPACITY);
+        assert_eq!(book.queue.front(), Some(&started(0)), "Started kept");
+        assert_eq!(book.queue.get(1), Some(&counters(2)), "oldest Counters dropped");
+        assert_eq!(book.queue.back(), Some(&started(QUEUE_CAPACITY)));
+        assert_eq!(book.dropped, 1);
+    }
+
+    #[test]
+    fn a_queue_of_session_events_only_drops_the_oldest() {
+        let mut book = Book::default();
+        for n in 0..=QUEUE_CAPACITY {
+            book.push(started(n));
+        }
+        assert_eq!(book.queue.len(), QUEUE_CAPACITY);
+        assert_eq!(book.queue.front(), Some(&started(1)));
+    }
+}

@@ -4,6 +4,7 @@
 
 use crate::state::EdgeState;
 use std::sync::Arc;
+use std::time::Duration;
 use warren_proto::error::GoAwayCode;
 
 pub async fn drain(state: &Arc<EdgeState>) {
@@ -29,6 +30,9 @@ pub async fn drain(state: &Arc<EdgeState>) {
         for session in state.registry.sessions() {
             session.close();
         }
+        // The closed sessions' tasks clean up (release routes, queue their `Ended` reports)
+        // as soon as they notice; give them a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(1), state.tasks.wait()).await;
     }
     tracing::info!("edge stopped");
 }

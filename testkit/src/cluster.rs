@@ -48,9 +48,26 @@ impl TestEdge {
 
     /// Starts on a listener the caller bound (e.g. to restart on the same port).
     pub async fn start_on(config: EdgeConfig, listener: TcpListener) -> anyhow::Result<TestEdge> {
+        let deps = Deps::embedded(&config);
+        TestEdge::start_with_deps(config, deps, listener).await
+    }
+
+    /// Starts an edge connected to control: `config.control_url` and `config.control_secret`
+    /// must be set (grants are verified with control's keys, sessions reported to it).
+    pub async fn start_with_control(config: EdgeConfig) -> anyhow::Result<TestEdge> {
+        let deps = Deps::with_control(&config).await?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        TestEdge::start_with_deps(config, deps, listener).await
+    }
+
+    /// Starts with the given parts on a listener the caller bound.
+    pub async fn start_with_deps(
+        config: EdgeConfig,
+        deps: Deps,
+        listener: TcpListener,
+    ) -> anyhow::Result<TestEdge> {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let deps = Deps::embedded(&config);
         let listeners = Listeners {
             visitor: listener,
             tunnel: None,
