@@ -389,7 +389,11 @@ mod tests {
         book.push(started(QUEUE_CAPACITY));
         assert_eq!(book.queue.len(), QUEUE_CAPACITY);
         assert_eq!(book.queue.front(), Some(&started(0)), "Started kept");
-        assert_eq!(book.queue.get(1), Some(&counters(2)), "oldest Counters dropped");
+        assert_eq!(
+            book.queue.get(1),
+            Some(&counters(2)),
+            "oldest Counters dropped"
+        );
         assert_eq!(book.queue.back(), Some(&started(QUEUE_CAPACITY)));
         assert_eq!(book.dropped, 1);
     }

@@ -39,7 +39,10 @@ impl MemoryRouteTable {
 
 /// The live route of `host`, dropping it if its lease ran out.
 fn live<'a>(routes: &'a mut HashMap<String, (Route, Instant)>, host: &str) -> Option<&'a Route> {
-    if routes.get(host).is_some_and(|(_, until)| *until <= Instant::now()) {
+    if routes
+        .get(host)
+        .is_some_and(|(_, until)| *until <= Instant::now())
+    {
         routes.remove(host);
     }
     routes.get(host).map(|(route, _)| route)
@@ -80,7 +83,7 @@ impl RouteTable for MemoryRouteTable {
 
     async fn renew(&self, host: &str, session_id: &str) -> Result<bool, RouteError> {
         let mut routes = self.routes();
-        if !live(&mut routes, host).is_some_and(|r| r.session_id == session_id) {
+        if live(&mut routes, host).is_none_or(|r| r.session_id != session_id) {
             return Ok(false);
         }
         if let Some((_, until)) = routes.get_mut(host) {

@@ -71,4 +71,3 @@ pub trait RouteTable: Send + Sync + 'static {
     /// The lease a claim or renewal grants.
     fn lease(&self) -> Duration;
 }
-

@@ -187,7 +187,12 @@ impl RouteTable for RedisRouteTable {
             .run(
                 &CLAIM,
                 host,
-                &[&json, &route.account_id, &route.session_id, &self.lease_ms()],
+                &[
+                    &json,
+                    &route.account_id,
+                    &route.session_id,
+                    &self.lease_ms(),
+                ],
             )
             .await?;
         match reply.as_slice() {
@@ -265,6 +270,9 @@ mod tests {
 
     #[test]
     fn keys_of_one_host_share_a_hash_slot() {
-        assert_eq!(route_key("demo.eu.example.net"), "route:{demo.eu.example.net}");
+        assert_eq!(
+            route_key("demo.eu.example.net"),
+            "route:{demo.eu.example.net}"
+        );
     }
 }
