@@ -34,7 +34,6 @@ pub use extract::MAX_BODY_BYTES;
                        Errors are `application/problem+json` (RFC 9457).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    modifiers(&Security),
     components(schemas(Problem)),
     tags(
         (name = "accounts", description = "The caller's account; admin: all accounts"),
@@ -134,7 +133,15 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the API (what `/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    split().1
+}
+
+/// The routes and their document, with the common error answers added to every operation
+/// (after the routes are in: `#[openapi(modifiers)]` runs before them).
+fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut api) = api_router().split_for_parts();
+    utoipa::Modify::modify(&Security, &mut api);
+    (router, api)
 }
 
 /// The OpenAPI document as pretty JSON with a trailing newline (the checked-in form).
@@ -146,7 +153,7 @@ pub fn openapi_json() -> String {
 
 /// The whole HTTP API.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, api) = split();
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(unknown_route)

@@ -1,0 +1,15 @@
+//! API tests of `warren-control`: each runs against PostgreSQL and SQLite, through
+//! `tower::ServiceExt::oneshot` and over real HTTP (see `common::api_tests!`).
+//!
+//! PostgreSQL comes from `WARREN_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates a fresh database there.
+
+mod common;
+mod accounts;
+mod errors;
+mod grants;
+mod history;
+mod openapi;
+mod reports;
+mod subdomains;
+mod tokens;
