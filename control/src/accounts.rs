@@ -64,22 +64,26 @@ pub const MAX_EMAIL_LEN: usize = 254;
 pub fn parse_email(raw: &str) -> Result<String, String> {
     let email = raw.trim().to_ascii_lowercase();
     if email.is_empty() || email.len() > MAX_EMAIL_LEN {
-        return Err(format!("email must be 1 to {MAX_EMAIL_LEN} characters long"));
+        return Err(format!(
+            "email must be 1 to {MAX_EMAIL_LEN} characters long"
+        ));
     }
     let valid = match email.split_once('@') {
+        // The same rule as the schema's pattern: LOCAL@X.Y, printable ASCII, one `@`.
         Some((local, domain)) => {
             !local.is_empty()
-                && !domain.is_empty()
                 && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+                && domain
+                    .rfind('.')
+                    .is_some_and(|dot| dot > 0 && dot + 1 < domain.len())
                 && email.chars().all(|c| c.is_ascii_graphic())
         }
         None => false,
     };
     if !valid {
-        return Err(format!("{raw:?} is not an email address like name@example.com"));
+        return Err(format!(
+            "{raw:?} is not an email address like name@example.com"
+        ));
     }
     Ok(email)
 }
@@ -94,11 +98,20 @@ pub async fn create_account_row(
     let account = match state.db().insert_account(&email, admin).await {
         Ok(account) => account,
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::Conflict(format!("an account with email {email} already exists")));
+            return Err(ApiError::Conflict(format!(
+                "an account with email {email} already exists"
+            )));
         }
         Err(e) => return Err(e.into()),
     };
-    let (token, row) = issue_token(state, &account.id, Some("first token".into()), &[Scope::Manage], None).await?;
+    let (token, row) = issue_token(
+        state,
+        &account.id,
+        Some("first token".into()),
+        &[Scope::Manage],
+        None,
+    )
+    .await?;
     Ok((account, token, row))
 }
 
@@ -143,7 +156,14 @@ pub async fn ensure_dev_account_token(state: &AppState) -> Result<String, ApiErr
         Some(account) => account,
         None => db.insert_account(DEV_EMAIL, true).await?,
     };
-    let (token, _) = issue_token(state, &account.id, Some("warren dev".into()), &[Scope::Manage], None).await?;
+    let (token, _) = issue_token(
+        state,
+        &account.id,
+        Some("warren dev".into()),
+        &[Scope::Manage],
+        None,
+    )
+    .await?;
     db.set_setting(DEV_TOKEN_SETTING, &token).await?;
     Ok(token)
 }
@@ -152,8 +172,11 @@ pub async fn ensure_dev_account_token(state: &AppState) -> Result<String, ApiErr
 mod tests {
     #[test]
     fn emails_are_checked_and_lowercased() {
-        assert_eq!(super::parse_email(" A@Example.COM "), Ok("a@example.com".into()));
-        for bad in ["", "a", "a@b", "@b.c", "a@.c", "a b@c.d", "a@b@c.d"] {
+        assert_eq!(
+            super::parse_email(" A@Example.COM "),
+            Ok("a@example.com".into())
+        );
+        for bad in ["", "a", "a@b", "@b.c", "a@.c", "a@b.", "a b@c.d", "a@b@c.d"] {
             assert!(super::parse_email(bad).is_err(), "{bad}");
         }
         assert!(super::parse_email(&format!("{}@b.c", "a".repeat(300))).is_err());

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -71,7 +72,11 @@ impl Scope {
 
 /// Scopes as stored: comma-separated.
 pub fn scopes_to_db(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn scopes_from_db(s: &str) -> Vec<Scope> {
@@ -187,8 +192,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let ip = client_ip(parts);
-        state.limiter().check(ip)?;
+        // No credentials is not an attempt to guess one: 401, never 429.
         let Some(token) = bearer(parts) else {
             return Err(ApiError::Unauthorized(
                 "this endpoint needs an API token: send `Authorization: Bearer wrn_...` \
@@ -196,6 +200,8 @@ impl FromRequestParts<AppState> for Caller {
                     .into(),
             ));
         };
+        let ip = client_ip(parts);
+        state.limiter().check(ip)?;
         match authenticate(state, token).await? {
             Ok(caller) => Ok(caller),
             Err(why) => {
@@ -206,7 +212,10 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<Result<Caller, &'static str>, ApiError> {
+async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<Caller, &'static str>, ApiError> {
     const INVALID: &str = "the API token is not valid; check it or create a new one";
     let Some(id) = token_id_of(token) else {
         return Ok(Err(INVALID));
@@ -271,7 +280,7 @@ impl FromRequestParts<AppState> for Edge {
 /// Failed authentications per client address: at most `max` per `window`, then 429.
 #[derive(Debug)]
 pub struct AuthLimiter {
-    max: u32,
+    max: AtomicU32,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
@@ -279,7 +288,7 @@ pub struct AuthLimiter {
 impl AuthLimiter {
     pub fn new(max: u32, window: Duration) -> AuthLimiter {
         AuthLimiter {
-            max,
+            max: AtomicU32::new(max),
             window,
             failures: Mutex::new(HashMap::new()),
         }
@@ -290,7 +299,7 @@ impl AuthLimiter {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((start, count)) = map.get(&ip) {
             let elapsed = start.elapsed();
-            if *count >= self.max && elapsed < self.window {
+            if *count >= self.max.load(Ordering::Relaxed) && elapsed < self.window {
                 let left = self.window - elapsed;
                 return Err(ApiError::TooManyRequests {
                     retry_after_secs: left.as_secs().max(1),
@@ -298,6 +307,11 @@ impl AuthLimiter {
             }
         }
         Ok(())
+    }
+
+    /// Changes how many failures a window allows.
+    pub fn set_max(&self, max: u32) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     /// Counts one failed authentication of `ip`.
@@ -343,6 +357,9 @@ mod tests {
         limiter.fail(ip);
         assert!(limiter.check(ip).is_ok());
         limiter.fail(ip);
-        assert!(matches!(limiter.check(ip), Err(ApiError::TooManyRequests { .. })));
+        assert!(matches!(
+            limiter.check(ip),
+            Err(ApiError::TooManyRequests { .. })
+        ));
     }
 }

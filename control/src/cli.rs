@@ -68,11 +68,23 @@ struct ServeArgs {
     /// id=eu,name=Europe,location=Frankfurt,domain=eu.example.net,tunnel_url=wss://eu.example.net,
     /// probe_url=https://eu.example.net/_warren/probe[,public_scheme=https][,public_port=N].
     /// In the env var, separate regions with `;`.
-    #[arg(long = "region", env = "WARREN_CONTROL_REGION", value_delimiter = ';', required = true)]
+    #[arg(
+        long = "region",
+        env = "WARREN_CONTROL_REGION",
+        value_delimiter = ';',
+        required = true
+    )]
     regions: Vec<String>,
     /// Grant lifetime in seconds.
     #[arg(long, env = "WARREN_CONTROL_GRANT_TTL_SECS", default_value_t = warren_proto::grant::DEFAULT_GRANT_TTL_SECS)]
     grant_ttl_secs: u64,
+    /// Failed authentications one client address may make per minute before it gets 429.
+    #[arg(
+        long,
+        env = "WARREN_CONTROL_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 10
+    )]
+    auth_failures_per_minute: u32,
     /// Log format.
     #[arg(long, env = "WARREN_CONTROL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -84,14 +96,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(Admin::CreateAccount { db, email, admin }) => {
             let state = open_for_admin(&db.database_url).await?;
             let (account, token) = warren_control::create_account(&state, &email, admin).await?;
-            println!("account {} ({}){}", account.id, account.email, if account.admin { " admin" } else { "" });
+            println!(
+                "account {} ({}){}",
+                account.id,
+                account.email,
+                if account.admin { " admin" } else { "" }
+            );
             println!("token (shown once, keep it): {token}");
             Ok(())
         }
         Command::Admin(Admin::RotateKey { db }) => {
             let state = open_for_admin(&db.database_url).await?;
             let kid = warren_control::rotate_key(&state).await?;
-            println!("new signing key {kid}; the previous key stays published until its grants expire");
+            println!(
+                "new signing key {kid}; the previous key stays published until its grants expire"
+            );
             Ok(())
         }
         Command::Openapi => {
@@ -104,7 +123,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Admin commands need only the database; regions are irrelevant to them.
 async fn open_for_admin(database_url: &str) -> anyhow::Result<AppState> {
     let mut config = ControlConfig::new(database_url, "http://localhost");
-    config.regions.push(RegionConfig::parse("id=admin,domain=admin.invalid,tunnel_url=ws://admin.invalid").map_err(anyhow::Error::msg)?);
+    config.regions.push(
+        RegionConfig::parse("id=admin,domain=admin.invalid,tunnel_url=ws://admin.invalid")
+            .map_err(anyhow::Error::msg)?,
+    );
     AppState::open(config).await
 }
 
@@ -113,7 +135,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let regions = args
         .regions
         .iter()
-        .map(|spec| RegionConfig::parse(spec).map_err(|e| anyhow::anyhow!("--region {spec:?}: {e}")))
+        .map(|spec| {
+            RegionConfig::parse(spec).map_err(|e| anyhow::anyhow!("--region {spec:?}: {e}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let config = ControlConfig {
         database_url: args.db.database_url,
@@ -123,6 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grant_ttl: Duration::from_secs(args.grant_ttl_secs),
     };
     let state = AppState::open(config).await?;
+    state.set_auth_failure_limit(args.auth_failures_per_minute);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -39,7 +39,10 @@ impl std::fmt::Debug for ControlConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("public_url", &self.public_url)
             .field("regions", &self.regions)
-            .field("edge_secret", &self.edge_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "edge_secret",
+                &self.edge_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("grant_ttl", &self.grant_ttl)
             .finish()
     }
@@ -166,7 +169,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(region.id, "eu");
-        assert_eq!(region.public_url("a.eu.example.net"), "https://a.eu.example.net");
+        assert_eq!(
+            region.public_url("a.eu.example.net"),
+            "https://a.eu.example.net"
+        );
         let err = RegionConfig::parse("id=eu,colour=blue").expect_err("unknown key");
         assert!(err.contains("colour"), "{err}");
         let err = RegionConfig::parse("id=eu").expect_err("missing domain");
@@ -178,6 +184,9 @@ mod tests {
         let mut config = ControlConfig::new("postgres://u:hunter2@h/db", "http://x");
         config.edge_secret = Some("s3cret".into());
         let debug = format!("{config:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("s3cret"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cret"),
+            "{debug}"
+        );
     }
 }

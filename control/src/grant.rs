@@ -49,7 +49,10 @@ pub fn sign(key: &KeyRow, claims: &GrantClaims) -> Result<String, GrantError> {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?)
     );
     let signature = signing.sign(input.as_bytes());
-    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())))
+    Ok(format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    ))
 }
 
 /// One public key in the JWKS (RFC 8037 OKP).
@@ -114,8 +117,16 @@ mod tests {
         let jwt = sign(&key, &claims).expect("signs");
         let (input, sig) = jwt.rsplit_once('.').expect("three parts");
         let jwk = Jwk::from(&key);
-        let public: [u8; 32] = URL_SAFE_NO_PAD.decode(jwk.x).expect("b64").try_into().expect("32");
-        let sig: [u8; 64] = URL_SAFE_NO_PAD.decode(sig).expect("b64").try_into().expect("64");
+        let public: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(jwk.x)
+            .expect("b64")
+            .try_into()
+            .expect("32");
+        let sig: [u8; 64] = URL_SAFE_NO_PAD
+            .decode(sig)
+            .expect("b64")
+            .try_into()
+            .expect("64");
         VerifyingKey::from_bytes(&public)
             .expect("key")
             .verify(input.as_bytes(), &Signature::from_bytes(&sig))

@@ -22,10 +22,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(&rejection)),
+        // Parse to a value first: every body is a JSON object, and serde would otherwise
+        // accept a struct written as an array.
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(&rejection)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::Unprocessable(
+                "the body must be a JSON object".into(),
+            ));
         }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::Unprocessable(format!("the JSON body does not fit: {e}")))
     }
 }
 

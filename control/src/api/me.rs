@@ -32,6 +32,11 @@ pub async fn me(caller: Caller) -> Json<Me> {
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     /// The account's email address (unique, case-insensitive).
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[!-?A-~]+@[!-?A-~]+\.[!-?A-~]+$"
+    )]
     pub email: String,
     /// Whether the account may manage other accounts.
     #[serde(default)]
@@ -81,6 +86,7 @@ pub struct AccountList {
 #[into_params(parameter_in = Query)]
 pub struct AccountListParams {
     /// At most this many accounts (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -86,7 +86,10 @@ impl utoipa::Modify for Security {
                 let mut add = vec![("500", "Internal error (details are logged, not sent)")];
                 if op.security.is_some() {
                     add.push(("401", "Missing, invalid, expired or revoked credentials"));
-                    add.push(("429", "Too many failed authentications from this address; see Retry-After"));
+                    add.push((
+                        "429",
+                        "Too many failed authentications from this address; see Retry-After",
+                    ));
                 }
                 if op.request_body.is_some() {
                     add.push(("400", "Malformed JSON"));
@@ -103,9 +106,14 @@ impl utoipa::Modify for Security {
                     }
                     let response = ResponseBuilder::new()
                         .description(description)
-                        .content(PROBLEM_JSON, Content::new(Some(Ref::from_schema_name("Problem"))))
+                        .content(
+                            PROBLEM_JSON,
+                            Content::new(Some(Ref::from_schema_name("Problem"))),
+                        )
                         .build();
-                    op.responses.responses.insert(status.to_string(), response.into());
+                    op.responses
+                        .responses
+                        .insert(status.to_string(), response.into());
                 }
             }
         }
@@ -118,7 +126,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(me::create_account, me::list_accounts))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
-        .routes(routes!(subdomains::create_subdomain, subdomains::list_subdomains))
+        .routes(routes!(
+            subdomains::create_subdomain,
+            subdomains::list_subdomains
+        ))
         .routes(routes!(subdomains::delete_subdomain))
         .routes(routes!(tunnels::create_tunnel, tunnels::live_tunnels))
         .routes(routes!(tunnels::close_tunnel))

@@ -53,7 +53,10 @@ pub async fn regions(State(state): State<AppState>) -> Json<RegionList> {
 pub async fn jwks(State(state): State<AppState>) -> ApiResult<Json<Jwks>> {
     let ttl_ms = i64::try_from(state.config().grant_ttl.as_millis()).unwrap_or(i64::MAX);
     // A retired key stays published while grants it signed may be valid (plus a minute).
-    let keys = state.db().published_keys(now_ms() - ttl_ms - 60_000).await?;
+    let keys = state
+        .db()
+        .published_keys(now_ms() - ttl_ms - 60_000)
+        .await?;
     Ok(Json(Jwks {
         keys: keys.iter().map(Jwk::from).collect(),
     }))
@@ -68,7 +71,9 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
@@ -78,11 +83,18 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Health>)> {
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.db().ping()).await {
-        Ok(Ok(())) => Ok((StatusCode::OK, Json(Health { status: "ok".into() }))),
+        Ok(Ok(())) => Ok((
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+            }),
+        )),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::Unavailable("the database does not answer".into()))
         }
-        Err(_) => Err(ApiError::Unavailable("the database did not answer within 2 s".into())),
+        Err(_) => Err(ApiError::Unavailable(
+            "the database did not answer within 2 s".into(),
+        )),
     }
 }

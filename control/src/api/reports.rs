@@ -29,7 +29,9 @@ pub async fn report(
         )));
     }
     if report.edge_id.is_empty() || report.edge_id.len() > 200 || report.region.is_empty() {
-        return Err(ApiError::Unprocessable("edge_id and region must be non-empty".into()));
+        return Err(ApiError::Unprocessable(
+            "edge_id and region must be non-empty".into(),
+        ));
     }
     let db = state.db();
     let now = now_ms();

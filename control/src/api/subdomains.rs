@@ -18,7 +18,13 @@ use crate::time::rfc3339;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubdomain {
-    /// A DNS label: 3 to 63 letters, digits or hyphens; stored lowercase.
+    /// A DNS label: 3 to 63 letters, digits or hyphens; stored lowercase. Some names are
+    /// reserved (`www`, `api`, ...): 422.
+    #[schema(
+        min_length = 3,
+        max_length = 63,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]$"
+    )]
     pub name: String,
 }
 
@@ -95,7 +101,10 @@ pub async fn create_subdomain(
 
 #[utoipa::path(get, path = "/v1/subdomains", tag = "subdomains", security(("bearer" = [])),
     responses((status = 200, description = "The account's claims", body = SubdomainList)))]
-pub async fn list_subdomains(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<SubdomainList>> {
+pub async fn list_subdomains(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<SubdomainList>> {
     let claims = state.db().claims(&caller.account.id).await?;
     Ok(Json(SubdomainList {
         subdomains: claims.iter().map(SubdomainInfo::from).collect(),
@@ -119,6 +128,8 @@ pub async fn delete_subdomain(
     if state.db().delete_claim(&caller.account.id, &lower).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(format!("this account has not claimed {name:?}")))
+        Err(ApiError::NotFound(format!(
+            "this account has not claimed {name:?}"
+        )))
     }
 }

@@ -22,13 +22,32 @@ pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 86_400;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    /// A label for your own use (at most 100 characters).
+    /// A label for your own use (at most 100 characters, no control characters).
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1f\x7f]*$")]
     pub name: Option<String>,
     /// Default `["tunnel"]`.
+    #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
     /// Lifetime in seconds (1 to 10 years' worth); none = never expires.
     #[schema(minimum = 1, maximum = 315360000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub expires_in_secs: Option<u64>,
+}
+
+/// A JSON number with no fractional part (`60` or `60.0`: JSON Schema calls both integers).
+fn whole_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(de)? else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_u64() {
+        return Ok(Some(v));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "expires_in_secs must be a whole number of seconds, not {n}"
+        ))),
+    }
 }
 
 /// The new token; `token` is shown only in this response.
@@ -66,7 +85,9 @@ pub async fn create_token(
             )));
         }
         Some(n) if n.chars().any(char::is_control) => {
-            return Err(ApiError::Unprocessable("name must not contain control characters".into()));
+            return Err(ApiError::Unprocessable(
+                "name must not contain control characters".into(),
+            ));
         }
         Some(n) if n.is_empty() => None,
         other => other,
@@ -85,7 +106,14 @@ pub async fn create_token(
             "expires_in_secs must be between 1 and {MAX_EXPIRES_IN_SECS}"
         )));
     }
-    let (token, row) = issue_token(&state, &caller.account.id, name, &scopes, body.expires_in_secs).await?;
+    let (token, row) = issue_token(
+        &state,
+        &caller.account.id,
+        name,
+        &scopes,
+        body.expires_in_secs,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -101,7 +129,10 @@ pub async fn create_token(
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
     responses((status = 200, description = "The account's tokens that are not revoked", body = TokenList)))]
-pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TokenList>> {
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<TokenList>> {
     let rows = state.db().tokens(&caller.account.id).await?;
     Ok(Json(TokenList {
         tokens: rows.iter().map(TokenInfo::from).collect(),
@@ -121,9 +152,15 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::Manage, "revoking tokens")?;
-    if state.db().revoke_token(&caller.account.id, &id, now_ms()).await? {
+    if state
+        .db()
+        .revoke_token(&caller.account.id, &id, now_ms())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(format!("this account has no token {id:?}")))
+        Err(ApiError::NotFound(format!(
+            "this account has no token {id:?}"
+        )))
     }
 }

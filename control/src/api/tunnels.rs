@@ -34,14 +34,20 @@ pub enum Protocol {
 #[serde(deny_unknown_fields)]
 pub struct NewTunnel {
     pub protocol: Protocol,
-    /// The name to serve; claimed for the account on first use.
+    /// The name to serve; claimed for the account on first use. Takes precedence over `random`.
+    #[schema(
+        min_length = 3,
+        max_length = 63,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]$"
+    )]
     pub subdomain: Option<String>,
-    /// A random name instead of the stable default.
+    /// A random name instead of the stable default (ignored when `subdomain` is given).
     #[serde(default)]
     pub random: bool,
     /// A region id; `auto` or omitted = the default region.
     pub region: Option<String>,
     /// Where the agent forwards to; seeds the stable default name.
+    #[schema(max_length = 255)]
     pub local_addr: Option<String>,
 }
 
@@ -71,7 +77,8 @@ pub struct TunnelList {
         (status = 201, description = "Tunnel recorded; here is its grant", body = TunnelGrant),
         (status = 403, description = "The token lacks the tunnel scope", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is claimed by another account", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad name or unknown region", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown region", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or reserved name", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_tunnel(
     State(state): State<AppState>,
@@ -80,8 +87,13 @@ pub async fn create_tunnel(
 ) -> ApiResult<(StatusCode, Json<TunnelGrant>)> {
     caller.require(Scope::Tunnel, "opening tunnels")?;
     let region = state.region(body.region.as_deref()).ok_or_else(|| {
-        let known: Vec<&str> = state.config().regions.iter().map(|r| r.id.as_str()).collect();
-        ApiError::Unprocessable(format!(
+        let known: Vec<&str> = state
+            .config()
+            .regions
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        ApiError::NotFound(format!(
             "unknown region {:?}; known regions: {}, or auto",
             body.region.as_deref().unwrap_or_default(),
             known.join(", ")
@@ -89,9 +101,18 @@ pub async fn create_tunnel(
     })?;
     let local_addr = body.local_addr.unwrap_or_default();
     if local_addr.len() > 255 {
-        return Err(ApiError::Unprocessable("local_addr must be at most 255 characters".into()));
+        return Err(ApiError::Unprocessable(
+            "local_addr must be at most 255 characters".into(),
+        ));
     }
-    let name = pick_name(&state, &caller, body.subdomain.as_deref(), body.random, &local_addr).await?;
+    let name = pick_name(
+        &state,
+        &caller,
+        body.subdomain.as_deref(),
+        body.random,
+        &local_addr,
+    )
+    .await?;
     let hostname = format!("{name}.{}", region.domain);
     let row = TunnelRow {
         id: format!("tun_{}", random_hex(8)),
@@ -123,7 +144,10 @@ pub async fn create_tunnel(
         ..row
     };
     state.db().insert_tunnel(&row).await?;
-    Ok((StatusCode::CREATED, Json(grant_body(region, &row, grant, exp))))
+    Ok((
+        StatusCode::CREATED,
+        Json(grant_body(region, &row, grant, exp)),
+    ))
 }
 
 async fn pick_name(
@@ -135,11 +159,6 @@ async fn pick_name(
 ) -> ApiResult<Subdomain> {
     let account = caller.account.id.as_str();
     if let Some(raw) = requested.filter(|s| !s.is_empty()) {
-        if random {
-            return Err(ApiError::Unprocessable(
-                "ask for either a subdomain or random: true, not both".into(),
-            ));
-        }
         let name = Subdomain::parse(raw).map_err(ApiError::Unprocessable)?;
         claim_name(state, account, &name).await?;
         return Ok(name);
@@ -230,7 +249,10 @@ pub async fn renew_grant(
         )));
     }
     let region = state.region(Some(&row.region)).ok_or_else(|| {
-        ApiError::Gone(format!("region {} of tunnel {id} is no longer configured", row.region))
+        ApiError::Gone(format!(
+            "region {} of tunnel {id} is no longer configured",
+            row.region
+        ))
     })?;
     let (grant, exp) = sign_grant(&state, &row).await?;
     state
@@ -246,7 +268,10 @@ fn not_found(id: &str) -> ApiError {
 
 #[utoipa::path(get, path = "/v1/tunnels", tag = "tunnels", security(("bearer" = [])),
     responses((status = 200, description = "Live tunnels: started, not ended, edge seen in the last 30 s", body = TunnelList)))]
-pub async fn live_tunnels(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TunnelList>> {
+pub async fn live_tunnels(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<TunnelList>> {
     let rows = state
         .db()
         .live_tunnels(&caller.account.id, now_ms() - LIVE_EDGE_WINDOW_MS)
@@ -273,6 +298,9 @@ pub async fn close_tunnel(
     if !db.close_tunnel(&caller.account.id, &id, now_ms()).await? {
         return Err(not_found(&id));
     }
-    let row = db.tunnel(&caller.account.id, &id).await?.ok_or_else(|| not_found(&id))?;
+    let row = db
+        .tunnel(&caller.account.id, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok((StatusCode::ACCEPTED, Json(Tunnel::new(&state, &row))))
 }

@@ -21,7 +21,11 @@ impl AccountRow {
 
 impl Db {
     /// Inserts a new account; the email must already be validated and lowercase.
-    pub async fn insert_account(&self, email: &str, admin: bool) -> Result<AccountRow, sqlx::Error> {
+    pub async fn insert_account(
+        &self,
+        email: &str,
+        admin: bool,
+    ) -> Result<AccountRow, sqlx::Error> {
         let account = AccountRow {
             id: format!("acc_{}", random_hex(8)),
             email: email.to_string(),

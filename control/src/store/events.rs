@@ -7,7 +7,11 @@ use super::tunnels::count;
 
 impl Db {
     /// Applies one event from `edge_id`; unknown tunnels and stale sessions change nothing.
-    pub async fn apply_event(&self, edge_id: &str, event: &SessionEvent) -> Result<(), sqlx::Error> {
+    pub async fn apply_event(
+        &self,
+        edge_id: &str,
+        event: &SessionEvent,
+    ) -> Result<(), sqlx::Error> {
         match event {
             SessionEvent::Started {
                 tunnel_id,

@@ -3,8 +3,8 @@
 
 use sqlx::FromRow;
 
-use super::sql;
 use super::Db;
+use super::sql;
 
 /// A signing key row; `private_key` is base64 of the 32-byte seed and never logged.
 #[derive(Clone, FromRow)]

@@ -31,7 +31,8 @@ pub struct Db {
 }
 
 /// The embedded migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
 
 impl Db {
     /// Connects; SQLite gets one connection (it serialises writers anyway, and one connection
@@ -54,7 +55,9 @@ impl Db {
             .connect(url)
             .await?;
         if backend == Backend::Sqlite {
-            sqlx::query("PRAGMA foreign_keys = ON").execute(&pool).await?;
+            sqlx::query("PRAGMA foreign_keys = ON")
+                .execute(&pool)
+                .await?;
         }
         Ok(Db { pool, backend })
     }
@@ -80,12 +83,14 @@ impl Db {
             for statement in statements(text) {
                 sqlx::query(sql(statement)).execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO warren_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(*version)
-                .bind(*name)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO warren_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(*version)
+            .bind(*name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         }
         Ok(())
@@ -93,7 +98,10 @@ impl Db {
 
     /// `SELECT 1`, for `/readyz`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -141,16 +149,20 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Marks SQL built from this module's constants (never from input) as safe for sqlx.
+pub(crate) fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(text)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn migrations_split_into_statements() {
-        let parts = super::statements("-- c\nCREATE TABLE a (x BIGINT);\n\nCREATE INDEX i ON a (x);\n");
-        assert_eq!(parts, vec!["CREATE TABLE a (x BIGINT)", "CREATE INDEX i ON a (x)"]);
+        let parts =
+            super::statements("-- c\nCREATE TABLE a (x BIGINT);\n\nCREATE INDEX i ON a (x);\n");
+        assert_eq!(
+            parts,
+            vec!["CREATE TABLE a (x BIGINT)", "CREATE INDEX i ON a (x)"]
+        );
     }
-}
-
-/// Marks SQL built from this module's constants (never from input) as safe for sqlx.
-pub(crate) fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(text)
 }

@@ -2,8 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::sql;
 use super::Db;
+use super::sql;
 
 /// A token row. `hash` is hex SHA-256 of the whole token; the token itself is never stored.
 #[derive(Clone, PartialEq, Eq, FromRow)]
@@ -82,7 +82,12 @@ impl Db {
     }
 
     /// Revokes one of the account's tokens; false when the account has no such live token.
-    pub async fn revoke_token(&self, account_id: &str, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    pub async fn revoke_token(
+        &self,
+        account_id: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL",
         )

@@ -6,8 +6,8 @@
 
 use sqlx::FromRow;
 
-use super::sql;
 use super::Db;
+use super::sql;
 
 /// A tunnel as stored.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -91,7 +91,11 @@ impl Db {
     }
 
     /// One of the account's tunnels.
-    pub async fn tunnel(&self, account_id: &str, id: &str) -> Result<Option<TunnelRow>, sqlx::Error> {
+    pub async fn tunnel(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<TunnelRow>, sqlx::Error> {
         sqlx::query_as(sql(format!(
             "SELECT {COLUMNS} FROM tunnels WHERE id = $1 AND account_id = $2"
         )))
@@ -133,7 +137,11 @@ impl Db {
     }
 
     /// A page of the account's history, newest first (`limit` rows at most).
-    pub async fn history(&self, account_id: &str, q: &HistoryQuery) -> Result<Vec<TunnelRow>, sqlx::Error> {
+    pub async fn history(
+        &self,
+        account_id: &str,
+        q: &HistoryQuery,
+    ) -> Result<Vec<TunnelRow>, sqlx::Error> {
         let mut text = format!("SELECT {COLUMNS} FROM tunnels WHERE account_id = $1");
         let mut n = 1;
         if q.protocol.is_some() {
@@ -153,7 +161,10 @@ impl Db {
             ));
             n += 2;
         }
-        text.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", n + 1));
+        text.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT ${}",
+            n + 1
+        ));
         let mut query = sqlx::query_as(super::sql(text)).bind(account_id);
         if let Some(protocol) = &q.protocol {
             query = query.bind(protocol);
@@ -168,7 +179,12 @@ impl Db {
     }
 
     /// Marks one of the account's tunnels closed through the API; false if it has none such.
-    pub async fn close_tunnel(&self, account_id: &str, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    pub async fn close_tunnel(
+        &self,
+        account_id: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE tunnels SET ended_at = COALESCE(ended_at, $1), \
              close_reason = CASE WHEN closed_by_api = 0 THEN $2 ELSE close_reason END, \
@@ -184,7 +200,11 @@ impl Db {
     }
 
     /// Tunnels closed through the API in `region` whose grants are still valid at `now_secs`.
-    pub async fn closed_tunnels(&self, region: &str, now_secs: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    pub async fn closed_tunnels(
+        &self,
+        region: &str,
+        now_secs: i64,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, grant_expires_at FROM tunnels WHERE region = $1 AND closed_by_api = 1 \
              AND grant_expires_at > $2 ORDER BY grant_expires_at DESC LIMIT 1000",
@@ -204,12 +224,13 @@ impl Db {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            let inserted = sqlx::query("INSERT INTO edges (id, region, last_seen_at) VALUES ($1, $2, $3)")
-                .bind(edge)
-                .bind(region)
-                .bind(now)
-                .execute(&self.pool)
-                .await;
+            let inserted =
+                sqlx::query("INSERT INTO edges (id, region, last_seen_at) VALUES ($1, $2, $3)")
+                    .bind(edge)
+                    .bind(region)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await;
             match inserted {
                 // Another report of the same edge inserted it first: it is fresh either way.
                 Err(e) if super::is_unique_violation(&e) => {}

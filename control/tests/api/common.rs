@@ -69,10 +69,23 @@ impl Resp {
     #[track_caller]
     pub fn problem(&self, status: u16) -> String {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        assert_eq!(self.content_type(), "application/problem+json", "{}", self.text);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "{}",
+            self.text
+        );
         assert_eq!(self.json["status"], status, "{}", self.text);
-        assert!(self.json["type"].as_str().is_some_and(|t| !t.is_empty()), "{}", self.text);
-        assert!(self.json["title"].as_str().is_some_and(|t| !t.is_empty()), "{}", self.text);
+        assert!(
+            self.json["type"].as_str().is_some_and(|t| !t.is_empty()),
+            "{}",
+            self.text
+        );
+        assert!(
+            self.json["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{}",
+            self.text
+        );
         let detail = self.json["detail"].as_str().unwrap_or_default().to_string();
         assert!(!detail.is_empty(), "{}", self.text);
         detail
@@ -82,7 +95,9 @@ impl Resp {
 fn random_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..12).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+    (0..12)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect()
 }
 
 pub fn region() -> RegionConfig {
@@ -114,7 +129,12 @@ pub fn region_us() -> RegionConfig {
 async fn create_pg_database() -> (String, DbGuard) {
     let base = std::env::var("WARREN_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_PG.to_string());
     sqlx::any::install_default_drivers();
-    let mut conn = match tokio::time::timeout(Duration::from_secs(10), sqlx::AnyConnection::connect(&base)).await {
+    let mut conn = match tokio::time::timeout(
+        Duration::from_secs(10),
+        sqlx::AnyConnection::connect(&base),
+    )
+    .await
+    {
         Ok(Ok(conn)) => conn,
         other => panic!(
             "PostgreSQL is not reachable at {base} ({}). These tests need it: run ./scripts/test \
@@ -137,9 +157,17 @@ async fn create_pg_database() -> (String, DbGuard) {
         Some((a, q)) => (a, format!("?{q}")),
         None => (base.as_str(), String::new()),
     };
-    let (prefix, _) = without_query.rsplit_once('/').expect("database URL has a path");
+    let (prefix, _) = without_query
+        .rsplit_once('/')
+        .expect("database URL has a path");
     let url = format!("{prefix}/{name}{query}");
-    (url, DbGuard::Postgres { admin_url: base.clone(), name })
+    (
+        url,
+        DbGuard::Postgres {
+            admin_url: base.clone(),
+            name,
+        },
+    )
 }
 
 impl Ctx {
@@ -147,12 +175,20 @@ impl Ctx {
         Ctx::with_regions(backend, transport, vec![region(), region_us()]).await
     }
 
-    pub async fn with_regions(backend: Backend, transport: Transport, regions: Vec<RegionConfig>) -> Ctx {
+    pub async fn with_regions(
+        backend: Backend,
+        transport: Transport,
+        regions: Vec<RegionConfig>,
+    ) -> Ctx {
         let (url, guard) = match backend {
             Backend::Postgres => create_pg_database().await,
             Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("warren-control-test-{}.db", random_suffix()));
-                (format!("sqlite://{}?mode=rwc", path.display()), DbGuard::Sqlite { path })
+                let path = std::env::temp_dir()
+                    .join(format!("warren-control-test-{}.db", random_suffix()));
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    DbGuard::Sqlite { path },
+                )
             }
         };
         let mut config = ControlConfig::new(url, "http://127.0.0.1:8081");
@@ -166,14 +202,27 @@ impl Ctx {
         let http = match transport {
             Transport::Oneshot => None,
             Transport::Http => {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
                 let addr = listener.local_addr().expect("addr");
                 let shutdown = CancellationToken::new();
-                tokio::spawn(warren_control::serve(listener, state.clone(), shutdown.clone()));
+                tokio::spawn(warren_control::serve(
+                    listener,
+                    state.clone(),
+                    shutdown.clone(),
+                ));
                 Some((addr, shutdown))
             }
         };
-        Ctx { state, transport, app, http, guard: Some(guard), admin }
+        Ctx {
+            state,
+            transport,
+            app,
+            http,
+            guard: Some(guard),
+            admin,
+        }
     }
 
     /// A new non-admin account; returns its first token (scope manage).
@@ -187,7 +236,12 @@ impl Ctx {
     /// A token of the account behind `manage_token` with these scopes.
     pub async fn token(&self, manage_token: &str, scopes: &[&str]) -> String {
         let r = self
-            .call(Method::POST, "/v1/tokens", Some(manage_token), Some(serde_json::json!({ "scopes": scopes })))
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(manage_token),
+                Some(serde_json::json!({ "scopes": scopes })),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.json["token"].as_str().expect("token").to_string()
@@ -197,7 +251,13 @@ impl Ctx {
         self.call(Method::GET, path, token, None).await
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let body = body.map(|b| serde_json::to_vec(&b).expect("json"));
         let mut headers = vec![];
         if body.is_some() {
@@ -206,12 +266,26 @@ impl Ctx {
         if let Some(token) = token {
             headers.push(("authorization", format!("Bearer {token}")));
         }
-        self.raw(method, path, &headers, body.unwrap_or_default(), "127.0.0.1").await
+        self.raw(
+            method,
+            path,
+            &headers,
+            body.unwrap_or_default(),
+            "127.0.0.1",
+        )
+        .await
     }
 
     /// Any request; `client_ip` is the address the oneshot transport reports (HTTP is always
     /// 127.0.0.1).
-    pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, String)], body: Vec<u8>, client_ip: &str) -> Resp {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        client_ip: &str,
+    ) -> Resp {
         let (status, headers, bytes) = match &self.http {
             None => {
                 let mut req = Request::builder().method(method).uri(path);
@@ -227,9 +301,13 @@ impl Ctx {
                 (parts.status, parts.headers, bytes)
             }
             Some((addr, _)) => {
-                let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<Full<Bytes>>();
-                let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http::<Full<Bytes>>();
+                let mut req = Request::builder()
+                    .method(method)
+                    .uri(format!("http://{addr}{path}"));
                 for (k, v) in headers {
                     req = req.header(*k, v);
                 }
@@ -245,7 +323,12 @@ impl Ctx {
         };
         let text = String::from_utf8_lossy(&bytes).to_string();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, headers, json, text }
+        Resp {
+            status,
+            headers,
+            json,
+            text,
+        }
     }
 
     pub fn transport(&self) -> Transport {
@@ -261,9 +344,11 @@ impl Ctx {
         match self.guard.take() {
             Some(DbGuard::Postgres { admin_url, name }) => {
                 if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut conn)
-                        .await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                     let _ = conn.close().await;
                 }
             }

@@ -22,7 +22,7 @@ api_tests! {
         r.problem(400);
         let r = ctx.raw(Method::POST, "/v1/subdomains", &[auth.clone(), json_type.clone()], br#"{"nam": "x"}"#.to_vec(), "127.0.0.1").await;
         assert!(r.problem(422).contains("nam"), "{}", r.text);
-        let r = ctx.raw(Method::POST, "/v1/tokens", &[auth.clone()], b"{}".to_vec(), "127.0.0.1").await;
+        let r = ctx.raw(Method::POST, "/v1/tokens", std::slice::from_ref(&auth), b"{}".to_vec(), "127.0.0.1").await;
         r.problem(415);
         let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(70 * 1024));
         let r = ctx.raw(Method::POST, "/v1/tokens", &[auth.clone(), json_type.clone()], big.into_bytes(), "127.0.0.1").await;

@@ -14,21 +14,49 @@ pub async fn verify(ctx: &Ctx, jwt: &str) -> (Value, GrantClaims) {
     let jwks = ctx.get("/.well-known/jwks.json", None).await;
     assert_eq!(jwks.status, 200, "{}", jwks.text);
     let mut parts = jwt.split('.');
-    let (h, c, s) = (parts.next().expect("header"), parts.next().expect("claims"), parts.next().expect("sig"));
+    let (h, c, s) = (
+        parts.next().expect("header"),
+        parts.next().expect("claims"),
+        parts.next().expect("sig"),
+    );
     assert!(parts.next().is_none());
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).expect("b64")).expect("json");
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).expect("b64")).expect("json");
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["typ"], "JWT");
     let kid = header["kid"].as_str().expect("kid present");
-    let key = jwks.json["keys"].as_array().expect("keys").iter().find(|k| k["kid"] == kid).expect("kid in JWKS").clone();
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str(), key["use"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig")));
-    let x: [u8; 32] = URL_SAFE_NO_PAD.decode(key["x"].as_str().expect("x")).expect("b64").try_into().expect("32 bytes");
-    let sig: [u8; 64] = URL_SAFE_NO_PAD.decode(s).expect("b64").try_into().expect("64 bytes");
+    let key = jwks.json["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .expect("kid in JWKS")
+        .clone();
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str(),
+            key["use"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig"))
+    );
+    let x: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(key["x"].as_str().expect("x"))
+        .expect("b64")
+        .try_into()
+        .expect("32 bytes");
+    let sig: [u8; 64] = URL_SAFE_NO_PAD
+        .decode(s)
+        .expect("b64")
+        .try_into()
+        .expect("64 bytes");
     VerifyingKey::from_bytes(&x)
         .expect("key")
         .verify(format!("{h}.{c}").as_bytes(), &Signature::from_bytes(&sig))
         .expect("grant signature verifies with the JWKS key");
-    let claims: GrantClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).expect("b64")).expect("claims");
+    let claims: GrantClaims =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).expect("b64")).expect("claims");
     (header, claims)
 }
 
@@ -68,7 +96,7 @@ api_tests! {
         assert_eq!(us.status, 201, "{}", us.text);
         assert_eq!(us.json["public_url"], "https://demo.us.test.example");
         let r = ctx.call(Method::POST, "/v1/tunnels", Some(&a), Some(json!({"protocol": "http", "region": "mars"}))).await;
-        assert!(r.problem(422).contains("unknown region"));
+        assert!(r.problem(404).contains("unknown region"));
         let r = ctx.call(Method::POST, "/v1/tunnels", Some(&a), Some(json!({"protocol": "tcp"}))).await;
         r.problem(422);
     }

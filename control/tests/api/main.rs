@@ -4,8 +4,8 @@
 //! PostgreSQL comes from `WARREN_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates a fresh database there.
 
-mod common;
 mod accounts;
+mod common;
 mod errors;
 mod grants;
 mod history;

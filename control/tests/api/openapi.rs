@@ -11,8 +11,12 @@ fn checked_in_openapi_matches_the_code() {
     if std::env::var_os("WARREN_UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).expect("write spec");
     }
-    let checked_in = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; generate it with `{REGENERATE}`", path.display()));
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; generate it with `{REGENERATE}`",
+            path.display()
+        )
+    });
     assert!(
         checked_in == generated,
         "openapi/warren-control.json is out of date with the code; regenerate it with `{REGENERATE}` \
@@ -22,14 +26,28 @@ fn checked_in_openapi_matches_the_code() {
 
 #[test]
 fn every_operation_documents_problem_errors_and_security() {
-    let spec: serde_json::Value = serde_json::from_str(&warren_control::openapi_json()).expect("json");
+    let spec: serde_json::Value =
+        serde_json::from_str(&warren_control::openapi_json()).expect("json");
     let schemes = &spec["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     let paths = spec["paths"].as_object().expect("paths");
-    for route in ["/v1/me", "/v1/tokens", "/v1/tokens/{id}", "/v1/subdomains", "/v1/subdomains/{name}",
-                  "/v1/tunnels", "/v1/tunnels/{id}", "/v1/tunnels/{id}/grant", "/v1/tunnels/history",
-                  "/v1/regions", "/v1/accounts", "/.well-known/jwks.json", "/internal/v1/reports",
-                  "/healthz", "/readyz"] {
+    for route in [
+        "/v1/me",
+        "/v1/tokens",
+        "/v1/tokens/{id}",
+        "/v1/subdomains",
+        "/v1/subdomains/{name}",
+        "/v1/tunnels",
+        "/v1/tunnels/{id}",
+        "/v1/tunnels/{id}/grant",
+        "/v1/tunnels/history",
+        "/v1/regions",
+        "/v1/accounts",
+        "/.well-known/jwks.json",
+        "/internal/v1/reports",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(paths.contains_key(route), "{route} missing from the spec");
     }
     for (route, item) in paths {
@@ -38,7 +56,10 @@ fn every_operation_documents_problem_errors_and_security() {
             assert!(responses.contains_key("500"), "{method} {route}");
             for (status, resp) in responses {
                 if status.starts_with('4') || status.starts_with('5') {
-                    assert!(resp["content"]["application/problem+json"].is_object(), "{method} {route} {status}");
+                    assert!(
+                        resp["content"]["application/problem+json"].is_object(),
+                        "{method} {route} {status}"
+                    );
                 }
             }
         }

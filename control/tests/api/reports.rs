@@ -6,7 +6,14 @@ use serde_json::{Value, json};
 use crate::common::{Ctx, EDGE_SECRET, api_tests};
 
 async fn report(ctx: &Ctx, body: Value) -> Value {
-    let r = ctx.call(Method::POST, "/internal/v1/reports", Some(EDGE_SECRET), Some(body)).await;
+    let r = ctx
+        .call(
+            Method::POST,
+            "/internal/v1/reports",
+            Some(EDGE_SECRET),
+            Some(body),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.json
 }
@@ -20,7 +27,14 @@ struct Opened {
 }
 
 async fn open(ctx: &Ctx, token: &str) -> Opened {
-    let r = ctx.call(Method::POST, "/v1/tunnels", Some(token), Some(json!({"protocol": "http"}))).await;
+    let r = ctx
+        .call(
+            Method::POST,
+            "/v1/tunnels",
+            Some(token),
+            Some(json!({"protocol": "http"})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let me = ctx.get("/v1/me", Some(token)).await;
     Opened {
@@ -54,7 +68,13 @@ fn batch(events: Vec<Value>) -> Value {
 
 async fn row(ctx: &Ctx, token: &str, id: &str) -> Value {
     let h = ctx.get("/v1/tunnels/history", Some(token)).await;
-    h.json["tunnels"].as_array().expect("tunnels").iter().find(|t| t["id"] == id).cloned().expect("row")
+    h.json["tunnels"]
+        .as_array()
+        .expect("tunnels")
+        .iter()
+        .find(|t| t["id"] == id)
+        .cloned()
+        .expect("row")
 }
 
 api_tests! {
