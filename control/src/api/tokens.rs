@@ -84,7 +84,7 @@ pub async fn create_token(
                 "name must be at most {MAX_NAME_LEN} characters"
             )));
         }
-        Some(n) if n.chars().any(char::is_control) => {
+        Some(n) if n.chars().any(|c| c < ' ' || c == '\x7f') => {
             return Err(ApiError::Unprocessable(
                 "name must not contain control characters".into(),
             ));

@@ -158,7 +158,7 @@ async fn pick_name(
     local_addr: &str,
 ) -> ApiResult<Subdomain> {
     let account = caller.account.id.as_str();
-    if let Some(raw) = requested.filter(|s| !s.is_empty()) {
+    if let Some(raw) = requested {
         let name = Subdomain::parse(raw).map_err(ApiError::Unprocessable)?;
         claim_name(state, account, &name).await?;
         return Ok(name);
