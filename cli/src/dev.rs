@@ -1,26 +1,48 @@
-//! `warren dev`: a complete Warren in one process on embedded defaults (an edge with an
-//! in-process route table and a generated token), plus optionally a tunnel to a local port.
+//! `warren dev`: a complete Warren in one process — a control plane on SQLite under a data
+//! directory, and an edge that accepts control's grants and reports to it — plus optionally a
+//! tunnel to a local port, opened through control like `warren http` does.
+//!
+//! The edge also accepts the dev account's API token as a static token, so the printed
+//! `warren http 3000 --edge URL --token T` works without logging in.
 
-use crate::agent::{self, AgentOptions, TunnelSpec};
+use crate::agent;
 use crate::args::DevArgs;
+use crate::commands::http::{TunnelRequest, open_tunnel, run_granted};
+use crate::control_client::ControlClient;
 use crate::output::Printer;
 use crate::signals;
 use anyhow::Context;
 use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use warren_control::{AppState, ControlConfig, RegionConfig};
 use warren_edge::{Deps, EdgeConfig, Listeners};
+
+/// Where the dev control plane listens unless told otherwise.
+const DEFAULT_CONTROL_LISTEN: &str = "127.0.0.1:8081";
 
 #[derive(Serialize)]
 struct DevReady<'a> {
     event: &'static str,
     edge: &'a str,
+    control: &'a str,
     token: &'a str,
+    data_dir: &'a Path,
+    login_command: &'a str,
     tunnel_command: &'a str,
 }
 
 pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
+    // The local target is checked before anything starts.
+    let local = args
+        .port
+        .as_deref()
+        .map(|port| agent::options::parse_local(port, &args.local_host))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
         format!(
             "cannot listen on {}: is another `warren dev` running? Pass --listen 127.0.0.1:PORT",
@@ -28,17 +50,39 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
         )
     })?;
     let addr = listener.local_addr()?;
-    let token = format!("wrn_dev_{:032x}", rand::random::<u128>());
+    let control_listener = bind_control(args.control_listen).await?;
+    let control_addr = control_listener.local_addr()?;
+    let data_dir = data_dir(args.data_dir.clone())?;
+    let control_url = format!("http://127.0.0.1:{}", control_addr.port());
+    let edge_url = format!("http://localhost:{}", addr.port());
+
+    let edge_secret = format!("{:032x}", rand::random::<u128>());
+    let state = open_control(&data_dir, &control_url, addr, &edge_secret).await?;
+    let token = warren_control::ensure_dev_account(&state)
+        .await
+        .context("cannot create the dev account")?;
+
+    let shutdown = CancellationToken::new();
+    signals::on_interrupt(shutdown.clone());
+    // Control outlives the edge: the edge's last reports (sessions ended) must reach it.
+    let control_shutdown = CancellationToken::new();
+    let control = tokio::spawn(warren_control::serve(
+        control_listener,
+        state,
+        control_shutdown.clone(),
+    ));
+
     let config = EdgeConfig {
         domain: "localhost".into(),
+        region: "local".into(),
         tokens: vec![token.clone()],
         public_port: Some(addr.port()),
         shutdown_grace: Duration::from_secs(5),
+        control_url: Some(control_url.clone()),
+        control_secret: Some(edge_secret),
         ..EdgeConfig::default()
     };
-    let shutdown = CancellationToken::new();
-    signals::on_interrupt(shutdown.clone());
-    let deps = Deps::embedded(&config);
+    let deps = Deps::with_control(&config).await?;
     let edge = tokio::spawn(warren_edge::run(
         config,
         deps,
@@ -49,38 +93,46 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let edge_url = format!("http://localhost:{}", addr.port());
-    let command = format!("warren http 3000 --edge {edge_url} --token {token}");
+    let login_command = format!("warren login --control {control_url} --token {token}");
+    let tunnel_command = format!("warren http 3000 --edge {edge_url} --token {token}");
     if printer.json {
         printer.json_line(&DevReady {
             event: "dev_ready",
             edge: &edge_url,
+            control: &control_url,
             token: &token,
-            tunnel_command: &command,
+            data_dir: &data_dir,
+            login_command: &login_command,
+            tunnel_command: &tunnel_command,
         });
     } else {
+        println!(
+            "Warren dev control at {control_url} (data in {})",
+            data_dir.display()
+        );
         println!(
             "Warren dev edge listening on {addr}; tunnels are served at http://NAME.localhost:{}",
             addr.port()
         );
-        println!("Expose a port from another terminal:\n  {command}");
+        println!("Log in from another terminal, then expose a port:");
+        println!("  {login_command}");
+        println!("  warren http 3000");
+        println!("Or without logging in:");
+        println!("  {tunnel_command}");
         println!("Press Ctrl-C to stop.");
     }
 
-    let agent_result = match &args.port {
-        Some(port) => {
-            let local =
-                agent::options::parse_local(port, &args.local_host).map_err(anyhow::Error::msg)?;
-            let options = AgentOptions::new(
-                &format!("http://127.0.0.1:{}", addr.port()),
-                token,
-                vec![TunnelSpec {
-                    local,
-                    subdomain: args.subdomain.clone(),
-                }],
-            )
-            .map_err(anyhow::Error::msg)?;
-            let result = crate::run_agent(options, printer, shutdown.clone()).await;
+    let agent_result = match local {
+        Some(local) => {
+            let client = ControlClient::new(&control_url, Some(token))?;
+            let request = TunnelRequest {
+                subdomain: args.subdomain.clone(),
+                ..TunnelRequest::default()
+            };
+            let result = match open_tunnel(&client, &request, &local).await {
+                Ok(first) => run_granted(client, first, local, printer, shutdown.clone()).await,
+                Err(e) => Err(e),
+            };
             shutdown.cancel();
             result
         }
@@ -89,6 +141,86 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    edge.await.context("the dev edge task failed")??;
-    agent_result.map_err(|e| anyhow::anyhow!(e))
+    let edge_result = edge.await.context("the dev edge task failed");
+    control_shutdown.cancel();
+    let control_result = control.await.context("the dev control task failed");
+    edge_result??;
+    control_result??;
+    agent_result
+}
+
+/// The control listener: the one asked for, else 127.0.0.1:8081, else (taken) any free port.
+async fn bind_control(asked: Option<SocketAddr>) -> anyhow::Result<TcpListener> {
+    if let Some(addr) = asked {
+        return TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for control: pass another --control-listen")
+        });
+    }
+    match TcpListener::bind(DEFAULT_CONTROL_LISTEN).await {
+        Ok(listener) => Ok(listener),
+        Err(e) => {
+            tracing::info!(error = %e, "{DEFAULT_CONTROL_LISTEN} is taken; control gets a free port");
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("cannot listen on any loopback port for control")
+        }
+    }
+}
+
+/// `--data-dir`, else `$XDG_DATA_HOME/warren/dev`, else `~/.local/share/warren/dev`; created
+/// (owner-only) if missing.
+fn data_dir(asked: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match asked {
+        Some(dir) => dir,
+        None => match std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+        {
+            Some(xdg) => xdg.join("warren").join("dev"),
+            None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+                Some(home) => PathBuf::from(home).join(".local/share/warren/dev"),
+                None => anyhow::bail!(
+                    "cannot tell where to keep the dev data: pass --data-dir DIR (or set HOME)"
+                ),
+            },
+        },
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(&dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+async fn open_control(
+    data_dir: &Path,
+    control_url: &str,
+    edge: SocketAddr,
+    edge_secret: &str,
+) -> anyhow::Result<AppState> {
+    let database = data_dir.join("control.db");
+    let mut config = ControlConfig::new(
+        format!("sqlite://{}?mode=rwc", database.display()),
+        control_url,
+    );
+    config.regions = vec![RegionConfig {
+        id: "local".into(),
+        name: "Local".into(),
+        location: "this machine".into(),
+        domain: "localhost".into(),
+        tunnel_url: format!("http://127.0.0.1:{}", edge.port()),
+        probe_url: format!("http://127.0.0.1:{}/healthz", edge.port()),
+        public_scheme: "http".into(),
+        public_port: Some(edge.port()),
+    }];
+    config.edge_secret = Some(edge_secret.to_string());
+    AppState::open(config).await.with_context(|| {
+        format!(
+            "cannot open the dev database {}: delete it to start afresh, or pass another --data-dir",
+            database.display()
+        )
+    })
 }

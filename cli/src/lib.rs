@@ -59,13 +59,8 @@ pub async fn run_agent(
     printer: Printer,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let printing = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            printer.agent_event(&event);
-        }
-    });
+    let (tx, printing) = output::EventPrinter::spawn(printer);
     let result = agent::run(options, tx, shutdown).await;
-    let _ = printing.await;
+    printing.finish().await;
     result
 }

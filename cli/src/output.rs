@@ -5,6 +5,7 @@ use crate::agent::AgentEvent;
 use serde::Serialize;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::UnboundedSender;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -66,6 +67,7 @@ impl Printer {
                 fatal: false,
             } => eprintln!("warning: {message}"),
             AgentEvent::Notice { message } => eprintln!("note: {message}"),
+            AgentEvent::GrantRenewed { .. } => {}
         }
     }
 
@@ -88,6 +90,44 @@ impl Printer {
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
+    }
+}
+
+/// Prints agent events from a channel as they come, on a task of its own.
+pub struct EventPrinter {
+    done: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventPrinter {
+    pub fn spawn(printer: Printer) -> (UnboundedSender<AgentEvent>, EventPrinter) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let done = tokio_util::sync::CancellationToken::new();
+        let stop = done.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    event = rx.recv() => match event {
+                        Some(event) => printer.agent_event(&event),
+                        None => return,
+                    },
+                    () = stop.cancelled() => break,
+                }
+            }
+            // Whatever was sent before `finish` is still printed.
+            while let Ok(event) = rx.try_recv() {
+                printer.agent_event(&event);
+            }
+        });
+        (tx, EventPrinter { done, task })
+    }
+
+    /// Prints what is queued and stops, without waiting for every sender to go away (tasks
+    /// still finishing streams may hold one).
+    pub async fn finish(self) {
+        self.done.cancel();
+        let _ = self.task.await;
     }
 }
 

@@ -1,24 +1,18 @@
 //! The real `warren` binary, run as a child process against in-process edges: what a user sees
 //! on stdout and stderr, exit codes, and signals.
 //!
-//! Every child is killed when its [`Warren`] handle drops, and every wait has a deadline.
+//! Every child is killed when its `Warren` handle drops, and every wait has a deadline.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod support;
 
-use anyhow::{Context as _, bail, ensure};
+use std::time::Instant;
+
+use anyhow::{Context as _, ensure};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use support::{EXIT_DEADLINE, Warren, closed_port, host_of};
 use warren_testkit::client;
-use warren_testkit::cluster::{DEADLINE, TEST_TOKEN, TestEdge};
+use warren_testkit::cluster::{TEST_TOKEN, TestEdge};
 use warren_testkit::origin::Origin;
-
-const WARREN: &str = env!("CARGO_BIN_EXE_warren");
-/// How long a command that fails or is interrupted may take to exit.
-const EXIT_DEADLINE: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------------
 // Failing fast, with a sentence that says what to do
@@ -226,7 +220,7 @@ async fn the_command_dev_prints_connects() -> anyhow::Result<()> {
     let mut dev = Warren::spawn(&["dev", "--listen", "127.0.0.1:0"])?;
     let command = loop {
         let line = dev.line().await?;
-        if line.trim_start().starts_with("warren http") {
+        if line.trim_start().starts_with("warren http") && line.contains("--edge") {
             break line;
         }
     };
@@ -255,174 +249,4 @@ async fn the_command_dev_prints_connects() -> anyhow::Result<()> {
     dev.signal("INT")?;
     assert!(dev.exit_within(EXIT_DEADLINE).await?.success());
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-/// A running `warren` process. Dropping it kills the process.
-struct Warren {
-    child: Child,
-    stdout: mpsc::UnboundedReceiver<String>,
-    stderr: Arc<Mutex<String>>,
-    stderr_reader: Option<JoinHandle<()>>,
-}
-
-impl Warren {
-    /// Starts `warren ARGS` with no `WARREN_*` settings from the test's environment.
-    fn spawn(args: &[&str]) -> anyhow::Result<Warren> {
-        let mut command = Command::new(WARREN);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("WARREN_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command.spawn().context("start warren")?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let stderr_pipe = child.stderr.take().context("no stderr pipe")?;
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let stderr_reader = std::thread::spawn(move || {
-            let mut pipe = stderr_pipe;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let text = String::from_utf8_lossy(&buf[..n]);
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&text);
-            }
-        });
-        Ok(Warren {
-            child,
-            stdout: lines,
-            stderr,
-            stderr_reader: Some(stderr_reader),
-        })
-    }
-
-    /// The next line on stdout, within [`DEADLINE`].
-    async fn line(&mut self) -> anyhow::Result<String> {
-        match tokio::time::timeout(DEADLINE, self.stdout.recv()).await {
-            Ok(Some(line)) => Ok(line),
-            Ok(None) => bail!("warren closed stdout; stderr: {}", self.stderr_so_far()),
-            Err(_) => bail!(
-                "no line on stdout within {DEADLINE:?}; stderr: {}",
-                self.stderr_so_far()
-            ),
-        }
-    }
-
-    /// The next stdout line, which must be a JSON object with an `event`.
-    async fn json_line(&mut self) -> anyhow::Result<Value> {
-        let line = self.line().await?;
-        let value: Value =
-            serde_json::from_str(&line).with_context(|| format!("not JSON: {line:?}"))?;
-        ensure!(value["event"].is_string(), "no event field: {line}");
-        Ok(value)
-    }
-
-    /// The next JSON line whose `event` is `name`, skipping others.
-    async fn json_event(&mut self, name: &str) -> anyhow::Result<Value> {
-        loop {
-            let value = self.json_line().await?;
-            if value["event"] == name {
-                return Ok(value);
-            }
-        }
-    }
-
-    /// Waits until stderr contains `needle`, within [`DEADLINE`].
-    async fn wait_for_stderr(&self, needle: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + DEADLINE;
-        while !self.stderr_so_far().contains(needle) {
-            ensure!(
-                Instant::now() < deadline,
-                "stderr never said {needle:?}: {}",
-                self.stderr_so_far()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
-    }
-
-    /// Sends a signal (`INT`, `TERM`) with the `kill` command.
-    fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .context("run kill")?;
-        ensure!(status.success(), "kill -{name} failed: {status}");
-        Ok(())
-    }
-
-    /// Waits for the process to exit, for at most `deadline`.
-    async fn exit_within(&mut self, deadline: Duration) -> anyhow::Result<ExitStatus> {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            ensure!(
-                Instant::now() < until,
-                "warren did not exit within {deadline:?}; stderr: {}",
-                self.stderr_so_far()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Everything written to stderr, once the process has exited.
-    fn stderr(&mut self) -> String {
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        self.stderr_so_far()
-    }
-
-    fn stderr_so_far(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for Warren {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback port nothing listens on.
-async fn closed_port() -> anyhow::Result<u16> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// `name.localhost:port` from a public URL, for the `Host` header.
-fn host_of(url: &Value) -> anyhow::Result<String> {
-    let url = url.as_str().context("the public URL is not a string")?;
-    url.strip_prefix("http://")
-        .map(|host| host.trim_end_matches('/').to_string())
-        .with_context(|| format!("not an http:// URL: {url}"))
 }

@@ -35,4 +35,6 @@ pub enum AgentEvent {
     Error { message: String, fatal: bool },
     /// Something worth telling the user.
     Notice { message: String },
+    /// Control renewed the tunnel's grant; reconnects present the new one.
+    GrantRenewed { expires_at: u64 },
 }

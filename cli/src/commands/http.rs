@@ -12,7 +12,7 @@ use crate::api::{self, TunnelGrant};
 use crate::args::HttpArgs;
 use crate::config;
 use crate::control_client::ControlClient;
-use crate::output::Printer;
+use crate::output::{EventPrinter, Printer};
 use crate::signals;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
@@ -70,14 +70,27 @@ async fn granted(args: HttpArgs, local: LocalTarget, printer: Printer) -> anyhow
     let client = ControlClient::new(&login.control, Some(login.token))?;
     let shutdown = CancellationToken::new();
     signals::on_interrupt(shutdown.clone());
-    let first = open_tunnel(&client, &args, &local).await?;
+    let request = TunnelRequest {
+        subdomain: args.subdomain,
+        random: args.random,
+        region: args.region,
+    };
+    let first = open_tunnel(&client, &request, &local).await?;
     run_granted(client, first, local, printer, shutdown).await
+}
+
+/// What to ask control for.
+#[derive(Debug, Clone, Default)]
+pub struct TunnelRequest {
+    pub subdomain: Option<String>,
+    pub random: bool,
+    pub region: Option<String>,
 }
 
 /// `POST /v1/tunnels`.
 pub async fn open_tunnel(
     client: &ControlClient,
-    args: &HttpArgs,
+    args: &TunnelRequest,
     local: &LocalTarget,
 ) -> anyhow::Result<TunnelGrant> {
     let mut body = Map::new();
@@ -131,12 +144,7 @@ pub async fn run_granted(
     options.grant = Some(receiver);
     announce(printer, &first);
 
-    let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let printing = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            printer.agent_event(&event);
-        }
-    });
+    let (events, printing) = EventPrinter::spawn(printer);
     let closed = Arc::new(Mutex::new(None::<String>));
     let renewing = tokio::spawn(renew(
         client,
@@ -149,7 +157,7 @@ pub async fn run_granted(
     let result = agent::run(options, events, shutdown.clone()).await;
     shutdown.cancel();
     let _ = renewing.await;
-    let _ = printing.await;
+    printing.finish().await;
     let closed = closed.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(reason) = closed {
         return Err(agent::AgentError::Closed(reason).into());
@@ -205,6 +213,9 @@ async fn renew(
                     Ok(renewed) if !renewed.grant.is_empty() => {
                         sender.send_replace(Grant {
                             jwt: renewed.grant,
+                            expires_at: renewed.grant_expires_at,
+                        });
+                        let _ = events.send(AgentEvent::GrantRenewed {
                             expires_at: renewed.grant_expires_at,
                         });
                         if attempt > 0 {
