@@ -89,6 +89,7 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
         Listeners {
             visitor: listener,
             tunnel: None,
+            relay: None,
         },
         shutdown.clone(),
     ));

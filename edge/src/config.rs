@@ -82,6 +82,39 @@ pub struct EdgeConfig {
     #[arg(long, env = "WARREN_EDGE_HEARTBEAT", default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Other domains whose tunnels this edge also serves (other regions' domains), so any edge
+    /// serves any hostname. Repeatable; comma-separated in the environment variable.
+    #[arg(
+        long = "serve-domain",
+        env = "WARREN_EDGE_SERVE_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub serve_domains: Vec<String>,
+
+    /// Redis holding the cluster's routes and edge directory: `redis://HOST:PORT` or
+    /// `redis+cluster://HOST:PORT,HOST:PORT` for Redis Cluster. Without it the edge keeps routes
+    /// in process (a single-edge deployment).
+    #[arg(long, env = "WARREN_EDGE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Shared secret every edge of the cluster presents on the internal relay channel.
+    #[arg(long, env = "WARREN_EDGE_RELAY_KEY", hide_env_values = true)]
+    pub relay_key: Option<String>,
+
+    /// `HOST:PORT` other edges use to reach this edge's relay listener (default: the address
+    /// the relay listener is bound to).
+    #[arg(long, env = "WARREN_EDGE_RELAY_ADVERTISE")]
+    pub relay_advertise: Option<String>,
+
+    /// How long a visitor request for a tunnel whose agent is reconnecting is held, waiting for
+    /// it to come back, before it fails with 502.
+    #[arg(long, env = "WARREN_EDGE_HOLD", default_value = "10s", value_parser = parse_duration)]
+    pub hold_timeout: Duration,
+
+    /// Most visitor requests held at once on this edge; more fail at once with 502.
+    #[arg(long, env = "WARREN_EDGE_MAX_HELD", default_value_t = 10_000)]
+    pub max_held: usize,
+
     /// How long shutdown waits for in-flight requests before closing everything.
     #[arg(long, env = "WARREN_EDGE_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -108,6 +141,12 @@ impl Default for EdgeConfig {
             pool_idle_per_tunnel: 256,
             heartbeat_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            serve_domains: Vec::new(),
+            hold_timeout: Duration::from_secs(10),
+            max_held: 10_000,
+            redis_url: None,
+            relay_key: None,
+            relay_advertise: None,
         }
     }
 }
@@ -133,6 +172,13 @@ impl fmt::Debug for EdgeConfig {
             .field("max_streams_per_session", &self.max_streams_per_session)
             .field("max_sessions", &self.max_sessions)
             .field("max_connections", &self.max_connections)
+            .field("serve_domains", &self.serve_domains)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(crate::routes::redis::redact),
+            )
+            .field("relay_key", &self.relay_key.as_ref().map(|_| "<redacted>"))
+            .field("relay_advertise", &self.relay_advertise)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +209,16 @@ impl EdgeConfig {
         {
             return Err(
                 "--max-streams, --max-sessions and --max-connections must be at least 1".into(),
+            );
+        }
+        if let Some(key) = &self.relay_key
+            && (key.len() < 16 || !key.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("--relay-key must be at least 16 printable characters".into());
+        }
+        if self.redis_url.is_some() != self.relay_key.is_some() {
+            return Err(
+                "--redis-url and --relay-key go together: a cluster of edges needs both".into(),
             );
         }
         if self.heartbeat_interval < Duration::from_millis(100) {
@@ -206,6 +262,11 @@ impl EdgeConfig {
     /// Whether this edge is connected to a control plane.
     pub fn has_control(&self) -> bool {
         self.control_url.is_some()
+    }
+
+    /// Every domain whose tunnels this edge serves: its own first.
+    pub fn domains(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.domain.as_str()).chain(self.serve_domains.iter().map(String::as_str))
     }
 
     /// The public URL of a tunnel hostname, given the port visitors connect to.

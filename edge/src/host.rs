@@ -38,6 +38,24 @@ fn single_host<B>(req: &Request<B>) -> Result<Option<&str>, EdgeError> {
         .map_err(|_| EdgeError::BadRequest("the Host header is not valid text".into()))
 }
 
+/// Classifies `host` against every domain the edge serves (its own first): the apex of any of
+/// them is the edge itself, `NAME.<any of them>` a tunnel.
+pub fn classify_among<'a>(
+    host: &str,
+    domains: impl Iterator<Item = &'a str>,
+) -> Result<Target, EdgeError> {
+    let mut outcome = Err(EdgeError::UnknownHost {
+        host: host.to_string(),
+    });
+    for domain in domains {
+        outcome = classify(host, domain);
+        if outcome.is_ok() {
+            break;
+        }
+    }
+    outcome
+}
+
 /// Classifies `host` against the edge's `domain`.
 pub fn classify(host: &str, domain: &str) -> Result<Target, EdgeError> {
     // Health checks and agents often address the edge by IP; an IP is never a tunnel.

@@ -25,6 +25,7 @@ pub mod control_link;
 pub mod error;
 pub mod grant;
 pub mod host;
+pub mod relay;
 pub mod routes;
 pub mod shutdown;
 pub mod state;
@@ -38,7 +39,10 @@ use auth::{Authenticator, EdgeAuth, StaticTokens};
 use control_http::ControlHttp;
 use control_link::ControlLink;
 use grant::{ClosedTunnels, GrantVerifier};
-use routes::{MemoryRouteTable, RouteTable};
+use relay::client::Relay;
+use relay::directory::{Directory, EdgeEntry};
+use routes::redis::RedisConnection;
+use routes::{MemoryRouteTable, RedisRouteTable, RouteTable};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -51,6 +55,9 @@ pub struct Listeners {
     pub visitor: TcpListener,
     /// Optionally, a listener for agents only.
     pub tunnel: Option<TcpListener>,
+    /// In a cluster: the internal listener other edges relay visitor requests to. Bind it to
+    /// an address visitors cannot reach.
+    pub relay: Option<TcpListener>,
 }
 
 /// The edge's pluggable parts.
@@ -59,6 +66,8 @@ pub struct Deps {
     pub auth: Arc<dyn Authenticator>,
     /// Reports to control; `None` for an edge without control.
     pub control: Option<Arc<ControlLink>>,
+    /// In a cluster: the edge directory and relay client (`relay/`).
+    pub relay: Option<Relay>,
 }
 
 impl Deps {
@@ -68,6 +77,7 @@ impl Deps {
             routes: Arc::new(MemoryRouteTable::new()),
             auth: Arc::new(StaticTokens::new("local", &config.tokens)),
             control: None,
+            relay: None,
         }
     }
 
@@ -99,22 +109,40 @@ impl Deps {
                 grants: Some(grants),
             }),
             control: Some(Arc::new(ControlLink::new(http, secret.clone(), closed))),
+            relay: None,
         })
     }
 
     /// Control if configured, else the embedded defaults; refuses an edge that would accept
     /// no agent at all.
     pub async fn from_config(config: &EdgeConfig) -> anyhow::Result<Deps> {
-        if config.has_control() {
-            return Deps::with_control(config).await;
-        }
-        if config.tokens.is_empty() {
+        let deps = if config.has_control() {
+            Deps::with_control(config).await?
+        } else {
+            Deps::embedded(config)
+        };
+        if config.tokens.is_empty() && !config.has_control() {
             anyhow::bail!(
                 "no way for agents to authenticate: pass --token (or WARREN_EDGE_TOKENS) for \
                  static tokens, and/or --control-url with --control-secret for grants from control"
             );
         }
-        Ok(Deps::embedded(config))
+        deps.clustered(config).await
+    }
+
+    /// Makes these deps a cluster member's when `--redis-url` is set: routes and the edge
+    /// directory in Redis, relaying to other edges with `--relay-key`.
+    pub async fn clustered(mut self, config: &EdgeConfig) -> anyhow::Result<Deps> {
+        let (Some(url), Some(key)) = (&config.redis_url, &config.relay_key) else {
+            return Ok(self);
+        };
+        let connection = RedisConnection::connect(url).await?;
+        self.routes = Arc::new(RedisRouteTable::new(
+            connection.clone(),
+            routes::DEFAULT_LEASE,
+        ));
+        self.relay = Some(Relay::new(Directory::new(connection), key).map_err(anyhow::Error::msg)?);
+        Ok(self)
     }
 }
 
@@ -128,14 +156,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let visitor_addr = listeners.visitor.local_addr().ok();
-    let state = Arc::new(EdgeState::new(
-        config,
-        deps.routes,
-        deps.auth,
-        deps.control.clone(),
-        visitor_addr,
-        shutdown.clone(),
-    ));
+    let state = Arc::new(
+        EdgeState::new(
+            config,
+            deps.routes,
+            deps.auth,
+            deps.control.clone(),
+            visitor_addr,
+            shutdown.clone(),
+        )
+        .with_relay(deps.relay),
+    );
     tracing::info!(edge = %state.edge_id, visitor = ?visitor_addr, domain = %state.config.domain, "edge started");
     state.tasks.spawn(accept::accept_loop(
         state.clone(),
@@ -152,9 +183,27 @@ pub async fn run(
         let task = tokio::spawn(link.clone().run(state.clone(), stop.clone()));
         (link, stop, task)
     });
+    state.tasks.spawn(tunnel::lease::keep_routes(state.clone()));
+    if let Some(relay_listener) = listeners.relay {
+        let advertise = match &state.config.relay_advertise {
+            Some(addr) => addr.clone(),
+            None => relay_listener.local_addr()?.to_string(),
+        };
+        state.tasks.spawn(accept::accept_loop(
+            state.clone(),
+            relay_listener,
+            Listener::Relay,
+        ));
+        state.tasks.spawn(announce(state.clone(), advertise));
+    }
     shutdown.cancelled().await;
     let began = tokio::time::Instant::now();
     shutdown::drain(&state).await;
+    if let Some(relay) = &state.relay
+        && let Err(e) = relay.directory.withdraw(&state.edge_id).await
+    {
+        tracing::warn!(error = %e, "could not withdraw from the edge directory; it expires by itself");
+    }
     if let Some((link, stop, task)) = reporter {
         stop.cancel();
         let _ = task.await;
@@ -165,4 +214,27 @@ pub async fn run(
         link.flush(&state, deadline).await;
     }
     Ok(())
+}
+
+/// Keeps this edge in the directory so others can relay to it, until shutdown begins.
+async fn announce(state: Arc<EdgeState>, relay_addr: String) {
+    let Some(relay) = &state.relay else {
+        return;
+    };
+    let entry = EdgeEntry {
+        edge_id: state.edge_id.clone(),
+        region: state.config.region.clone(),
+        relay_addr,
+    };
+    // Often enough that a Redis restart loses this edge for two seconds at most.
+    let mut ticker = tokio::time::interval(relay::directory::ANNOUNCE_EVERY);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = relay.directory.announce(&entry).await {
+            tracing::warn!(error = %e, "could not announce this edge in the directory");
+        }
+    }
 }

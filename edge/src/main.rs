@@ -18,6 +18,11 @@ struct Args {
     #[arg(long, env = "WARREN_EDGE_TUNNEL_LISTEN")]
     tunnel_listen: Option<SocketAddr>,
 
+    /// Internal address other edges relay visitor requests to (cluster mode, with --redis-url).
+    /// Bind it where visitors cannot reach it.
+    #[arg(long, env = "WARREN_EDGE_RELAY_LISTEN")]
+    relay_listen: Option<SocketAddr>,
+
     /// Log format: text or json.
     #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -44,9 +49,26 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let relay = match (args.relay_listen, &args.edge.redis_url) {
+        (Some(addr), Some(_)) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--redis-url makes this edge a cluster member: pass --relay-listen ADDR so other edges can relay to it"
+        ),
+        (Some(_), None) => anyhow::bail!("--relay-listen needs --redis-url and --relay-key"),
+        (None, None) => None,
+    };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    warren_edge::run(args.edge, deps, Listeners { visitor, tunnel }, shutdown).await
+    let listeners = Listeners {
+        visitor,
+        tunnel,
+        relay,
+    };
+    warren_edge::run(args.edge, deps, listeners, shutdown).await
 }
 
 fn init_logging(format: &str) {

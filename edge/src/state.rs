@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::control_link::ControlLink;
+use crate::relay::client::Relay;
 use crate::routes::RouteTable;
 use crate::tunnel::Registry;
 use std::net::SocketAddr;
@@ -28,6 +29,10 @@ pub struct EdgeState {
     pub connections: Arc<Semaphore>,
     /// The visitor listener's address, for public URLs.
     pub visitor_addr: Option<SocketAddr>,
+    /// Caps visitor requests held while their agent reconnects.
+    pub held: Arc<Semaphore>,
+    /// In a cluster: how requests for tunnels held by other edges reach them.
+    pub relay: Option<Relay>,
     request_counter: AtomicU64,
 }
 
@@ -46,6 +51,7 @@ impl EdgeState {
             .unwrap_or_else(|| format!("e_{:08x}", rand::random::<u32>()));
         EdgeState {
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            held: Arc::new(Semaphore::new(config.max_held)),
             config,
             edge_id,
             registry: Registry::default(),
@@ -55,8 +61,15 @@ impl EdgeState {
             shutdown,
             tasks: TaskTracker::new(),
             visitor_addr,
+            relay: None,
             request_counter: AtomicU64::new(0),
         }
+    }
+
+    /// Makes this edge a cluster member that relays to the others.
+    pub fn with_relay(mut self, relay: Option<Relay>) -> EdgeState {
+        self.relay = relay;
+        self
     }
 
     pub fn public_url(&self, hostname: &str) -> String {

@@ -33,6 +33,9 @@ impl TestEdge {
             tokens: vec![TEST_TOKEN.to_string()],
             heartbeat_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
+            // Shorter than a test's per-request patience (5 s), long enough for an agent
+            // restarted by a test to come back.
+            hold_timeout: Duration::from_secs(3),
             ..EdgeConfig::default()
         }
     }
@@ -71,6 +74,7 @@ impl TestEdge {
         let listeners = Listeners {
             visitor: listener,
             tunnel: None,
+            relay: None,
         };
         let handle = tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
         Ok(TestEdge {

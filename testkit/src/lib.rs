@@ -5,6 +5,7 @@
 //! - `origin`: the local service behind a tunnel, with endpoints for each kind of traffic.
 //! - `pattern`: the deterministic byte pattern large transfers carry and are checked against.
 //! - `cluster`: an edge and agents, started through the same `run` functions as the binaries.
+//! - `multi`: several edges of one cluster on loopback addresses, sharing a real Redis.
 //! - `client`: HTTP/1.1 and WebSocket helpers that set an arbitrary `Host` (tunnels route by it).
 //! - `redis`: real `redis-server` processes (one, or a Redis Cluster) on free loopback ports.
 //! - `http`: end-to-end helpers: a whole tunnel in one call, raw HTTP/1.x, HTTP/2, a scripted
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod cluster;
 pub mod http;
+pub mod multi;
 pub mod origin;
 pub mod pattern;
 pub mod redis;

@@ -55,6 +55,23 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Stops the server and starts an empty one on the same port: what an edge sees when
+    /// Redis restarts without persistence.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port.to_string();
+        self.child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--dir", &self.dir.to_string_lossy()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot restart redis-server")?;
+        self.wait_until_ready()
+    }
+
     /// Runs `redis-cli` against this server and returns its output.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
         redis_cli(self.port, args)
@@ -70,7 +87,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("redis-server on port {} did not answer PING within 10 s", self.port)
+        bail!(
+            "redis-server on port {} did not answer PING within 10 s",
+            self.port
+        )
     }
 }
 
@@ -102,7 +122,11 @@ impl RedisCluster {
         }
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
-        args.extend(["--cluster-replicas".into(), "0".into(), "--cluster-yes".into()]);
+        args.extend([
+            "--cluster-replicas".into(),
+            "0".into(),
+            "--cluster-yes".into(),
+        ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         redis_cli(nodes[0].port, &args).context("redis-cli --cluster create failed")?;
         let cluster = RedisCluster { nodes };

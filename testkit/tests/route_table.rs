@@ -109,7 +109,11 @@ async fn leases_expire_unless_renewed(table: &dyn RouteTable) {
         tokio::time::sleep(LEASE / 6).await;
     }
     assert_eq!(table.lookup(kept).await, Ok(Some(route("a", "s1"))));
-    assert_eq!(table.lookup(lost).await, Ok(None), "unrenewed lease expired");
+    assert_eq!(
+        table.lookup(lost).await,
+        Ok(None),
+        "unrenewed lease expired"
+    );
     assert_eq!(table.renew(lost, "s2").await, Ok(false));
     // An expired route is free for anyone.
     assert_eq!(table.claim(lost, &route("b", "s3")).await, Ok(Claimed::New));
@@ -157,8 +161,7 @@ macro_rules! conformance {
             #[tokio::test]
             async fn same_account_takes_over_and_stale_release_is_ignored() {
                 let b = super::$backend().await;
-                super::same_account_takes_over_and_stale_release_is_ignored(b.table.as_ref())
-                    .await;
+                super::same_account_takes_over_and_stale_release_is_ignored(b.table.as_ref()).await;
             }
 
             #[tokio::test]

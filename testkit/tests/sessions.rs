@@ -14,6 +14,7 @@ use http::StatusCode;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use warren_cli::agent::{AgentError, AgentEvent};
+use warren_edge::EdgeConfig;
 use warren_proto::control::{
     ControlMessage, Credential, Hello, Reject, RejectCode, TunnelProtocol, TunnelRequest, Welcome,
 };
@@ -341,14 +342,56 @@ async fn a_killed_agent_gets_the_same_url_back_when_restarted() -> anyhow::Resul
         assert_serves(&edge, &hostname).await?;
 
         agent.kill();
-        // The gap: visitors get a quick 404 or 502, never a hang.
-        wait_until_gone(&edge, &hostname).await?;
+        // The gap: a visitor arriving now is held until the agent is back, not failed.
+        let held = held_request(&edge, &hostname).await?;
 
         let agent = TestAgent::start_with(options).await?;
         assert_eq!(agent.public_url, public_url, "subdomain {subdomain:?}");
+        let (status, _, body) = tokio::time::timeout(DEADLINE, held).await???;
+        assert_eq!(status, StatusCode::OK, "the held request is delivered");
+        assert_eq!(body, "hello from origin");
         assert_serves(&edge, &hostname).await?;
         agent.stop().await;
     }
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn an_agent_that_never_returns_fails_held_requests_then_its_url_is_unknown()
+-> anyhow::Result<()> {
+    let origin = Origin::start().await?;
+    let edge = TestEdge::start_with(EdgeConfig {
+        hold_timeout: Duration::from_millis(800),
+        ..TestEdge::config()
+    })
+    .await?;
+    let agent = TestAgent::start(&edge, origin.port(), Some("gone")).await?;
+    let hostname = agent.hostname.clone();
+    assert_serves(&edge, &hostname).await?;
+    agent.kill();
+    let held = held_request(&edge, &hostname).await?;
+    let (status, headers, _) = tokio::time::timeout(DEADLINE, held).await???;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "held, then failed");
+    assert_eq!(headers["warren-error"], "agent-unreachable");
+    // After the hold window the tunnel is simply unknown.
+    wait_until_gone(&edge, &hostname).await?;
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn an_agent_that_leaves_on_purpose_is_not_waited_for() -> anyhow::Result<()> {
+    let origin = Origin::start().await?;
+    let edge = TestEdge::start().await?;
+    let agent = TestAgent::start(&edge, origin.port(), Some("bye")).await?;
+    let hostname = agent.hostname.clone();
+    assert_serves(&edge, &hostname).await?;
+    agent.stop().await;
+    let started = Instant::now();
+    wait_until_gone(&edge, &hostname).await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a tunnel closed on purpose answers 404 at once, it is not held"
+    );
     edge.stop().await
 }
 
@@ -493,6 +536,29 @@ async fn assert_serves(edge: &TestEdge, hostname: &str) -> anyhow::Result<()> {
         String::from_utf8_lossy(&body)
     );
     Ok(())
+}
+
+/// Sends `GET /hello` for `hostname` and returns it once it is being held (still waiting after
+/// 300 ms). A request that raced the edge noticing the agent's death may get a quick 502
+/// instead; it is sent again.
+async fn held_request(
+    edge: &TestEdge,
+    hostname: &str,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<(StatusCode, http::HeaderMap, Bytes)>>> {
+    for _ in 0..20 {
+        let (addr, host) = (edge.addr, hostname.to_string());
+        let request = tokio::spawn(async move { client::get(addr, &host, "/hello").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if !request.is_finished() {
+            return Ok(request);
+        }
+        let (status, _, _) = request.await??;
+        ensure!(
+            status == StatusCode::BAD_GATEWAY,
+            "unexpected {status} in the gap"
+        );
+    }
+    bail!("no request to {hostname} was held while its agent was away")
 }
 
 /// Polls `hostname` until the edge no longer serves it (404). Until then every request must

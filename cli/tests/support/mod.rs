@@ -441,6 +441,7 @@ impl TestCluster {
             Listeners {
                 visitor: listener,
                 tunnel: None,
+                relay: None,
             },
             shutdown.clone(),
         ));

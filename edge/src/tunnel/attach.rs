@@ -118,10 +118,22 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
             drop(unstarted);
         }
     }
-    let end = serve(&state, &planned, &session_id, &session, events).await;
+    let mut agent_left = false;
+    let end = serve(
+        &state,
+        &planned,
+        &session_id,
+        &session,
+        events,
+        &mut agent_left,
+    )
+    .await;
     for tunnel in &live {
         tunnel.pool.clear();
-        state.registry.remove_tunnel(&tunnel.hostname, &session_id);
+        if state.registry.remove_tunnel(&tunnel.hostname, &session_id) && agent_left {
+            // The agent said goodbye: its visitors are not held waiting for it to return.
+            state.registry.forget_lost(&tunnel.hostname);
+        }
     }
     release_routes(&state, &planned, &session_id).await;
     state.registry.remove_session(&session_id);
@@ -354,7 +366,10 @@ fn displace(old: &LiveTunnel) {
     old.pool.clear();
     old.session.send_message(&Event::TunnelClosed {
         id: old.id,
-        reason: format!("{} is now served by another agent session", old.hostname),
+        reason: format!(
+            "{} was taken over by another agent session with the same name",
+            old.hostname
+        ),
     });
     let session = old.session.clone();
     tokio::spawn(async move {
@@ -377,6 +392,7 @@ async fn serve(
     session_id: &str,
     session: &Session,
     mut events: tokio::sync::mpsc::Receiver<SessionEvent>,
+    agent_left: &mut bool,
 ) -> warren_session::SessionEnd {
     loop {
         tokio::select! {
@@ -384,6 +400,7 @@ async fn serve(
             event = events.recv() => match event {
                 Some(SessionEvent::GoAway { code, message }) => {
                     tracing::info!(?code, %message, "agent is going away");
+                    *agent_left = true;
                     for tunnel in planned {
                         if let Some(live) = state.registry.lookup(&tunnel.hostname)
                             && live.session_id == session_id

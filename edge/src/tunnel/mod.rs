@@ -2,11 +2,13 @@
 //!
 //! - `endpoint.rs`: the WebSocket upgrade at `/_warren/tunnel`.
 //! - `attach.rs`: one session's life: handshake, authentication, route claims, serving, cleanup.
+//! - `lease.rs`: renews this edge's route leases, re-registers lost ones, drops stale tunnels.
 //! - `registry.rs`: the tunnels and sessions live on this edge.
 //! - `upstream.rs`: sending a visitor request down a tunnel, over pooled streams.
 
 pub mod attach;
 pub mod endpoint;
+pub mod lease;
 pub mod registry;
 pub mod upstream;
 

@@ -5,6 +5,9 @@ use crate::tunnel::upstream::Pool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use warren_proto::TunnelId;
 use warren_session::Session;
 
@@ -60,6 +63,11 @@ impl Counters {
 pub struct Registry {
     tunnels: RwLock<HashMap<String, Arc<LiveTunnel>>>,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Woken whenever a tunnel starts being served here (requests held for it proceed).
+    served: Notify,
+    /// Hostnames whose session ended without being closed on purpose, and when: an agent is
+    /// probably reconnecting, so their visitors are held rather than told 404.
+    lost: Mutex<HashMap<String, Instant>>,
 }
 
 impl Registry {
@@ -69,7 +77,28 @@ impl Registry {
 
     /// Serves `tunnel` from now on; returns the tunnel it displaced, if any.
     pub fn insert_tunnel(&self, tunnel: Arc<LiveTunnel>) -> Option<Arc<LiveTunnel>> {
-        write(&self.tunnels).insert(tunnel.hostname.clone(), tunnel)
+        lock(&self.lost).remove(&tunnel.hostname);
+        let previous = write(&self.tunnels).insert(tunnel.hostname.clone(), tunnel);
+        self.served.notify_waiters();
+        previous
+    }
+
+    /// Waits until some tunnel starts being served here. Create the future, then check the
+    /// registry, then await it: a tunnel inserted in between still wakes it.
+    pub fn served(&self) -> Notified<'_> {
+        self.served.notified()
+    }
+
+    /// Whether `host` lost its session less than `within` ago (and was not closed on purpose).
+    pub fn recently_lost(&self, host: &str, within: Duration) -> bool {
+        let mut lost = lock(&self.lost);
+        lost.retain(|_, at| at.elapsed() < within);
+        lost.contains_key(host)
+    }
+
+    /// Forgets that `host` was lost: it was closed on purpose, so nobody should wait for it.
+    pub fn forget_lost(&self, host: &str) {
+        lock(&self.lost).remove(host);
     }
 
     /// Stops serving `host` if `session_id` still serves it.
@@ -80,6 +109,7 @@ impl Registry {
             .is_some_and(|t| t.session_id == session_id)
         {
             tunnels.remove(host);
+            lock(&self.lost).insert(host.to_string(), Instant::now());
             return true;
         }
         false

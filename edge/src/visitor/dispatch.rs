@@ -5,7 +5,7 @@ use crate::error::EdgeError;
 use crate::host::{self, Target};
 use crate::state::EdgeState;
 use crate::visitor::body::EdgeBody;
-use crate::visitor::{apex, error_page, forward};
+use crate::visitor::{apex, error_page, forward, hold};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -20,6 +20,8 @@ pub enum Listener {
     Visitor,
     /// A dedicated listener for agents: only the edge's own endpoints, whatever the host.
     Tunnel,
+    /// The internal listener other edges relay visitor requests to (`relay/server.rs`).
+    Relay,
 }
 
 /// Facts about one visitor request that outlive its parts.
@@ -44,6 +46,7 @@ pub async fn handle(
     let result = match listener {
         Listener::Tunnel => apex::handle(&state, req, peer),
         Listener::Visitor => route(&state, req, &ctx).await,
+        Listener::Relay => crate::relay::server::handle(&state, req, peer).await,
     };
     Ok(result.unwrap_or_else(|error| {
         tracing::debug!(visitor = %peer, request_id = %ctx.request_id, %error, side = ?error.side(), "request failed");
@@ -57,15 +60,16 @@ async fn route(
     ctx: &RequestContext,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let host = host::request_host(&req)?;
-    match host::classify(&host, &state.config.domain)? {
+    match host::classify_among(&host, state.config.domains())? {
         Target::Apex => apex::handle(state, req, ctx.peer),
-        Target::Tunnel(hostname) => {
-            let tunnel = state
-                .registry
-                .lookup(&hostname)
-                .ok_or(EdgeError::UnknownTunnel { host: hostname })?;
-            forward::forward(state, tunnel, req, ctx).await
-        }
+        Target::Tunnel(hostname) => match state.registry.lookup(&hostname) {
+            // A session on this edge serves it: no Redis round trip.
+            Some(tunnel) if !tunnel.session.is_ended() => {
+                forward::forward(state, tunnel, req, ctx).await
+            }
+            // Not here, or its session just died and is being cleaned up.
+            _ => hold::elsewhere(state, hostname, req, ctx).await,
+        },
     }
 }
 

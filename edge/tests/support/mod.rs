@@ -237,6 +237,7 @@ impl Edge {
         let listeners = Listeners {
             visitor: listener,
             tunnel: None,
+            relay: None,
         };
         let handle = tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
         Edge {

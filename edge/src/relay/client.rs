@@ -1,0 +1,269 @@
+//! The visitor's edge side of a relay: find the edge that holds the tunnel, send the request
+//! to its relay listener, stream the answer back.
+
+use super::directory::Directory;
+use super::{RELAY_HOPS, RELAY_KEY, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers};
+use crate::error::EdgeError;
+use crate::routes::Route;
+use crate::state::EdgeState;
+use crate::visitor::body::{EdgeBody, Metered};
+use crate::visitor::dispatch::RequestContext;
+use crate::visitor::headers;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body::Body as _;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What goes to the owning edge: the visitor's body, or nothing (kept replayable).
+type RelayBody = Either<Incoming, Empty<Bytes>>;
+
+/// How long a looked-up route is trusted before Redis is asked again.
+const ROUTE_CACHE_FOR: Duration = Duration::from_secs(2);
+
+/// What this edge needs to relay: the directory, a pooled client and the relay key.
+pub struct Relay {
+    pub directory: Directory,
+    client: Client<HttpConnector, RelayBody>,
+    key: HeaderValue,
+    routes: Mutex<HashMap<String, (Route, Instant)>>,
+}
+
+impl Relay {
+    pub fn new(directory: Directory, key: &str) -> Result<Relay, String> {
+        let mut key = HeaderValue::from_str(key)
+            .map_err(|_| "the relay key must be printable ASCII".to_string())?;
+        key.set_sensitive(true);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Relay {
+            directory,
+            client,
+            key,
+            routes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Checks a presented relay key in constant time.
+    pub fn accepts(&self, presented: &[u8]) -> bool {
+        let expected = self.key.as_bytes();
+        presented.len() == expected.len()
+            && presented
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    fn cached(&self) -> MutexGuard<'_, HashMap<String, (Route, Instant)>> {
+        // Each use is one map call; a poisoned lock still holds a consistent map.
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget(&self, hostname: &str, edge_id: &str) {
+        self.cached().remove(hostname);
+        self.directory.invalidate(edge_id);
+    }
+}
+
+/// Who serves a hostname this edge does not.
+pub enum Owner {
+    /// The route names this edge, but no session here serves it: the session just ended or
+    /// its agent is reconnecting.
+    Here,
+    /// Another edge, reachable at its relay address.
+    Remote { edge_id: String, relay_addr: String },
+    /// The route names an edge that is not in the directory (it died; its lease will expire).
+    Gone,
+}
+
+/// Why a relay did not produce a response.
+pub enum RelayFailure {
+    /// The owning edge could not be reached. A request that had not started sending its body
+    /// (none had one) is given back, so it can be held and sent again.
+    Unreachable(Option<Request<Incoming>>),
+    /// Anything else, as the visitor will see it.
+    Failed(EdgeError),
+}
+
+/// Finds the owner of `hostname`; `None` when nobody holds it.
+pub async fn resolve(
+    state: &EdgeState,
+    relay: &Relay,
+    hostname: &str,
+) -> Result<Option<Owner>, EdgeError> {
+    let Some(route) = route(state, relay, hostname).await? else {
+        return Ok(None);
+    };
+    if route.edge_id == state.edge_id {
+        relay.cached().remove(hostname);
+        return Ok(Some(Owner::Here));
+    }
+    match relay.directory.lookup(&route.edge_id).await {
+        Ok(Some(entry)) => Ok(Some(Owner::Remote {
+            edge_id: route.edge_id,
+            relay_addr: entry.relay_addr,
+        })),
+        Ok(None) => {
+            relay.forget(hostname, &route.edge_id);
+            Ok(Some(Owner::Gone))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "edge directory unavailable");
+            Err(EdgeError::AgentUnreachable)
+        }
+    }
+}
+
+/// Sends the request to the edge at `relay_addr` and streams its answer back.
+pub async fn relay(
+    state: &Arc<EdgeState>,
+    relay: &Relay,
+    (edge_id, relay_addr): (&str, &str),
+    hostname: &str,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<EdgeBody>, RelayFailure> {
+    let visitor_version = req.version();
+    let (mut parts, body) = req.into_parts();
+    // A request without a body can be sent again if this attempt fails; keep its parts.
+    let replayable = body.is_end_stream();
+    let (outbound_body, kept_body) = if replayable {
+        (Either::Right(Empty::new()), Some(body))
+    } else {
+        (Either::Left(body), None)
+    };
+    let outbound = outbound_request(relay, &parts, outbound_body, relay_addr, hostname, ctx)
+        .map_err(RelayFailure::Failed)?;
+    let sent = tokio::time::timeout(
+        state.config.upstream_timeout,
+        relay.client.request(outbound),
+    );
+    let mut response = match sent.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::debug!(edge = %edge_id, error = %e, "relay to the owning edge failed");
+            relay.forget(hostname, edge_id);
+            let given_back = kept_body.map(|body| Request::from_parts(parts, body));
+            return Err(RelayFailure::Unreachable(given_back));
+        }
+        Err(_) => {
+            return Err(RelayFailure::Failed(EdgeError::LocalTimeout(
+                state.config.upstream_timeout.as_secs(),
+            )));
+        }
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(visitor_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+            return Err(RelayFailure::Failed(EdgeError::LocalError(
+                "the owning edge switched protocols unasked".into(),
+            )));
+        };
+        splice(visitor_upgrade, hyper::upgrade::on(&mut response));
+        headers::strip_hop_by_hop(response.headers_mut(), true);
+        return Ok(response.map(|_| EdgeBody::empty()));
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    parts.version = match visitor_version {
+        Version::HTTP_10 => Version::HTTP_11,
+        version => version,
+    };
+    Ok(Response::from_parts(
+        parts,
+        EdgeBody::Proxied {
+            body: Metered::new(body),
+        },
+    ))
+}
+
+/// The route of `hostname`: from the short cache, else from the route table.
+async fn route(
+    state: &EdgeState,
+    relay: &Relay,
+    hostname: &str,
+) -> Result<Option<Route>, EdgeError> {
+    if let Some((route, at)) = relay.cached().get(hostname)
+        && at.elapsed() < ROUTE_CACHE_FOR
+    {
+        return Ok(Some(route.clone()));
+    }
+    match state.routes.lookup(hostname).await {
+        Ok(Some(route)) => {
+            relay
+                .cached()
+                .insert(hostname.to_string(), (route.clone(), Instant::now()));
+            Ok(Some(route))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "route table unavailable");
+            Err(EdgeError::AgentUnreachable)
+        }
+    }
+}
+
+fn outbound_request(
+    relay: &Relay,
+    parts: &http::request::Parts,
+    body: RelayBody,
+    relay_addr: &str,
+    hostname: &str,
+    ctx: &RequestContext,
+) -> Result<Request<RelayBody>, EdgeError> {
+    let wants_upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade(&parts.headers);
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::try_from(format!("http://{relay_addr}{path}"))
+        .map_err(|_| EdgeError::BadRequest("the request target is not a valid path".into()))?;
+    let mut headers = parts.headers.clone();
+    headers::strip_hop_by_hop(&mut headers, wants_upgrade);
+    strip_relay_headers(&mut headers);
+    headers.remove(header::EXPECT);
+    let host = HeaderValue::from_str(hostname)
+        .map_err(|_| EdgeError::BadRequest("the host is not valid".into()))?;
+    headers.insert(header::HOST, host);
+    headers.insert(&RELAY_KEY, relay.key.clone());
+    headers.insert(&RELAY_HOPS, HeaderValue::from_static("1"));
+    if let Ok(visitor) = HeaderValue::from_str(&ctx.peer.ip().to_string()) {
+        headers.insert(&RELAY_VISITOR, visitor);
+    }
+    if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(&RELAY_REQUEST_ID, id);
+    }
+    let mut outbound = Request::new(body);
+    *outbound.method_mut() = parts.method.clone();
+    *outbound.uri_mut() = uri;
+    *outbound.version_mut() = Version::HTTP_11;
+    *outbound.headers_mut() = headers;
+    Ok(outbound)
+}
+
+/// Joins the visitor's upgraded connection to the owning edge's.
+fn splice(visitor: OnUpgrade, owner: OnUpgrade) {
+    tokio::spawn(async move {
+        let (visitor, owner) = match tokio::try_join!(visitor, owner) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "relayed upgrade did not complete");
+                return;
+            }
+        };
+        let mut visitor = TokioIo::new(visitor);
+        let mut owner = TokioIo::new(owner);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut visitor, &mut owner).await {
+            tracing::debug!(error = %e, "relayed upgraded connection failed");
+        }
+    });
+}

@@ -1,0 +1,70 @@
+//! The owning edge's side of a relay: only requests carrying the cluster's relay key, never
+//! relayed again, served from this edge's own sessions.
+
+use super::{RELAY_HOPS, RELAY_KEY, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers};
+use crate::error::EdgeError;
+use crate::host::{self, Target};
+use crate::state::EdgeState;
+use crate::visitor::body::EdgeBody;
+use crate::visitor::dispatch::RequestContext;
+use crate::visitor::forward;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Most edges a request may cross; a relayed request is served locally or fails.
+pub const MAX_HOPS: u32 = 1;
+
+pub async fn handle(
+    state: &Arc<EdgeState>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let Some(relay) = state.relay.as_ref() else {
+        return Err(EdgeError::NotFound);
+    };
+    let authentic = req
+        .headers()
+        .get(&RELAY_KEY)
+        .is_some_and(|key| relay.accepts(key.as_bytes()));
+    if !authentic {
+        tracing::warn!(peer = %peer, "relay request without a valid relay key refused");
+        return Err(EdgeError::NotFound);
+    }
+    let hops: u32 = header_str(&req, &RELAY_HOPS)
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(u32::MAX);
+    if hops > MAX_HOPS {
+        return Err(EdgeError::BadRequest(
+            "the request was relayed too many times".into(),
+        ));
+    }
+    let visitor: IpAddr = header_str(&req, &RELAY_VISITOR)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(peer.ip());
+    let request_id = header_str(&req, &RELAY_REQUEST_ID)
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .map_or_else(|| state.next_request_id(), str::to_string);
+    strip_relay_headers(req.headers_mut());
+    let ctx = RequestContext {
+        peer: SocketAddr::new(visitor, 0),
+        request_id,
+        started: Instant::now(),
+    };
+    let hostname = match host::classify_among(&host::request_host(&req)?, state.config.domains())? {
+        Target::Tunnel(hostname) => hostname,
+        Target::Apex => return Err(EdgeError::NotFound),
+    };
+    // No second hop: if this edge lost the session meanwhile, the first edge reports it.
+    let tunnel = state
+        .registry
+        .lookup(&hostname)
+        .ok_or(EdgeError::AgentUnreachable)?;
+    forward::forward(state, tunnel, req, &ctx).await
+}
+
+fn header_str<'a>(req: &'a Request<Incoming>, name: &http::HeaderName) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}

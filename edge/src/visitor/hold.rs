@@ -1,0 +1,94 @@
+//! A visitor request for a tunnel no session on this edge serves: relay it to the edge that
+//! serves it, or — while its agent is reconnecting — hold it until the tunnel is back, instead
+//! of failing it. Holding is bounded in time (`--hold`, default 10 s) and in count
+//! (`--max-held`); a request that outlives either fails with 502.
+//!
+//! A tunnel counts as reconnecting when its session ended here without being closed on purpose
+//! a moment ago, or when the route table still names it but its edge holds no session for it
+//! (that edge died, or the agent is moving). A request is sent again after a failed relay only
+//! if it had no body, so nothing a visitor sent is ever lost or duplicated.
+
+use crate::error::EdgeError;
+use crate::relay::client::{self, Owner, RelayFailure};
+use crate::state::EdgeState;
+use crate::visitor::body::EdgeBody;
+use crate::visitor::dispatch::RequestContext;
+use crate::visitor::forward;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a held request looks for its tunnel on another edge.
+const POLL_ROUTES: Duration = Duration::from_millis(100);
+
+pub async fn elsewhere(
+    state: &Arc<EdgeState>,
+    hostname: String,
+    mut req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let hold = state.config.hold_timeout;
+    let deadline = Instant::now() + hold;
+    let mut permit = None;
+    loop {
+        let served = state.registry.served();
+        tokio::pin!(served);
+        served.as_mut().enable();
+        let local = state.registry.lookup(&hostname);
+        if let Some(tunnel) = &local
+            && !tunnel.session.is_ended()
+        {
+            return forward::forward(state, tunnel.clone(), req, ctx).await;
+        }
+        // A dead session still registered is about to be cleaned up: its agent may be back soon.
+        let reconnecting = local.is_some()
+            || match &state.relay {
+                None => state.registry.recently_lost(&hostname, hold),
+                Some(relay) => match client::resolve(state, relay, &hostname).await? {
+                    None => state.registry.recently_lost(&hostname, hold),
+                    Some(Owner::Here | Owner::Gone) => true,
+                    Some(Owner::Remote {
+                        edge_id,
+                        relay_addr,
+                    }) => {
+                        let owner = (edge_id.as_str(), relay_addr.as_str());
+                        match client::relay(state, relay, owner, &hostname, req, ctx).await {
+                            Ok(response) => return Ok(response),
+                            Err(RelayFailure::Failed(error)) => return Err(error),
+                            Err(RelayFailure::Unreachable(Some(given_back))) => {
+                                req = given_back;
+                                true
+                            }
+                            Err(RelayFailure::Unreachable(None)) => {
+                                return Err(EdgeError::AgentUnreachable);
+                            }
+                        }
+                    }
+                },
+            };
+        if !reconnecting {
+            // Held, and its agent did not come back in time: that is a 502, not a 404.
+            return Err(match permit {
+                Some(_) => EdgeError::AgentUnreachable,
+                None => EdgeError::UnknownTunnel { host: hostname },
+            });
+        }
+        if permit.is_none() {
+            let acquired = state.held.clone().try_acquire_owned();
+            permit = Some(acquired.map_err(|_| EdgeError::AgentUnreachable)?);
+            tracing::debug!(host = %hostname, "holding a visitor request while the agent reconnects");
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || state.shutdown.is_cancelled() {
+            return Err(EdgeError::AgentUnreachable);
+        }
+        // A session on this edge wakes the request at once; other edges are polled.
+        let wait = if state.relay.is_some() {
+            POLL_ROUTES.min(left)
+        } else {
+            left
+        };
+        let _ = tokio::time::timeout(wait, served).await;
+    }
+}
