@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use warren_proto::mux::Read;
 use warren_proto::{ResetCode, StreamId, TunnelId};
 
 /// One stream of a session. Reads wait for data; writes wait for flow-control credit, so a
@@ -50,26 +49,36 @@ impl std::fmt::Debug for Stream {
 }
 
 impl AsyncRead for Stream {
+    /// Copies whole queued chunks into `buf`, never touching its spare capacity otherwise:
+    /// zero-filling the caller's buffer on every poll (`initialize_unfilled`) was most of the
+    /// edge's CPU, and it happened under the session lock.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let id = self.id;
-        self.shared.with_mux(
-            |inner| match inner.mux.read(id, buf.initialize_unfilled()) {
-                Ok(Read::Data(n)) => {
-                    buf.advance(n);
-                    Poll::Ready(Ok(()))
+        self.shared.with_mux(|inner| {
+            let mut copied = false;
+            while buf.remaining() > 0 {
+                match inner.mux.read_chunk(id, buf.remaining()) {
+                    Ok(Some(chunk)) => {
+                        buf.put_slice(&chunk);
+                        copied = true;
+                    }
+                    Ok(None) => break,
+                    // Bytes already copied are returned first; the error comes on the next poll.
+                    Err(_) if copied => break,
+                    Err(e) => return Poll::Ready(Err(to_io(e))),
                 }
-                Ok(Read::Eof) => Poll::Ready(Ok(())),
-                Ok(Read::Blocked) => {
-                    inner.register_reader(id, cx.waker());
-                    Poll::Pending
-                }
-                Err(e) => Poll::Ready(Err(to_io(e))),
-            },
-        )
+            }
+            if copied || buf.remaining() == 0 || inner.mux.is_eof(id) {
+                Poll::Ready(Ok(()))
+            } else {
+                inner.register_reader(id, cx.waker());
+                Poll::Pending
+            }
+        })
     }
 }
 
