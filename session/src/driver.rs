@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -20,12 +20,20 @@ use warren_proto::{Frame, Mux, ProtoError};
 const WRITE_STALL: Duration = Duration::from_secs(30);
 /// How long a closing session may spend saying goodbye.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// tungstenite's read window per socket read (see [`ws_config`]).
+const READ_BUFFER: usize = 16 * 1024;
 /// Control events buffered for the application before new ones are dropped.
 const EVENT_QUEUE: usize = 256;
 
 /// WebSocket limits for tunnel sessions: messages are capped at the protocol's maximum.
+///
+/// The read buffer is 16 KiB, not tungstenite's 128 KiB: tungstenite zero-fills the whole
+/// read window before every socket read, which cost more than the read itself for small
+/// messages, and kept 128 KiB resident in every session, idle or not. Larger messages still
+/// arrive whole (the buffer grows to the message), just in 16 KiB reads.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
         .write_buffer_size(128 * 1024)
@@ -106,15 +114,16 @@ where
     let sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(sleep);
     let end = loop {
-        tokio::select! {
+        // Only this task moves the deadline (frames in, heartbeats out), and it reads the next
+        // one under the lock it already holds.
+        let next = tokio::select! {
             biased;
             _ = shared.ended.cancelled() => return,
             message = source.next() => match message {
-                Some(Ok(Message::Binary(data))) => {
-                    if let Err(e) = on_message(&shared, data) {
-                        break protocol_failure(&shared, e);
-                    }
-                }
+                Some(Ok(Message::Binary(data))) => match on_message(&shared, data) {
+                    Ok(next) => next,
+                    Err(e) => break protocol_failure(&shared, e),
+                },
                 Some(Ok(Message::Text(_))) => {
                     break protocol_failure(&shared, ProtoError::UnexpectedFrame("text message"));
                 }
@@ -122,17 +131,20 @@ where
                     break SessionEnd::PeerClosed(shared.lock().peer_goaway());
                 }
                 // WebSocket-level pings are answered by tungstenite; liveness is our PING.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Err(e)) => break SessionEnd::Transport(e.to_string()),
             },
             () = &mut sleep => {
                 let now = tokio::time::Instant::now().into_std();
-                if let Err(e) = shared.with_mux(|inner| inner.mux.handle_timeout(now)) {
-                    break protocol_failure(&shared, e);
+                let timeout = shared.with_mux(|inner| {
+                    inner.mux.handle_timeout(now).map(|()| inner.mux.next_timeout())
+                });
+                match timeout {
+                    Ok(next) => next,
+                    Err(e) => break protocol_failure(&shared, e),
                 }
             }
-        }
-        let next = shared.lock().mux.next_timeout();
+        };
         if next != deadline {
             deadline = next;
             sleep.as_mut().reset(deadline.into());
@@ -141,8 +153,8 @@ where
     shared.end(end);
 }
 
-/// Applies every frame of one message under one lock.
-fn on_message(shared: &Arc<Shared>, mut data: Bytes) -> Result<(), ProtoError> {
+/// Applies every frame of one message under one lock; returns the next heartbeat deadline.
+fn on_message(shared: &Arc<Shared>, mut data: Bytes) -> Result<Instant, ProtoError> {
     let now = tokio::time::Instant::now().into_std();
     if data.len() > MAX_MESSAGE {
         return Err(warren_proto::FrameError::Oversized {
@@ -158,7 +170,7 @@ fn on_message(shared: &Arc<Shared>, mut data: Bytes) -> Result<(), ProtoError> {
                 None => return Err(warren_proto::FrameError::Truncated(data.len()).into()),
             }
         }
-        Ok(())
+        Ok(inner.mux.next_timeout())
     })
 }
 
