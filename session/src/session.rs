@@ -72,7 +72,7 @@ pub(crate) struct Inner {
 /// dropping streams nobody accepted (their `Drop` takes the lock).
 #[derive(Default)]
 pub(crate) struct Deferred {
-    wake: Vec<Waker>,
+    wake: Wakers,
     unaccepted: Vec<Stream>,
     notify_writer: bool,
     notify_idle: bool,
@@ -80,9 +80,7 @@ pub(crate) struct Deferred {
 
 impl Deferred {
     pub(crate) fn run(self, shared: &Shared) {
-        for waker in self.wake {
-            waker.wake();
-        }
+        self.wake.wake_all();
         if self.notify_writer {
             shared.writer.notify_one();
         }
@@ -90,6 +88,34 @@ impl Deferred {
             shared.idle.notify_waiters();
         }
         drop(self.unaccepted);
+    }
+}
+
+/// Tasks to wake. Almost always none or one per lock, so the first is kept inline: a `Vec`
+/// would allocate (and free) on every wake-up.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakers {
+    fn push(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
+    }
+
+    fn wake_all(self) {
+        if let Some(waker) = self.first {
+            waker.wake();
+        }
+        for waker in self.rest {
+            waker.wake();
+        }
     }
 }
 
@@ -174,8 +200,8 @@ impl Inner {
         let mut deferred = Deferred::default();
         while let Some(event) = self.mux.poll_event() {
             match event {
-                Event::Readable(id) => deferred.wake.extend(self.readers.remove(&id)),
-                Event::Writable(id) => deferred.wake.extend(self.writers.remove(&id)),
+                Event::Readable(id) => deferred.wake.push(self.readers.remove(&id)),
+                Event::Writable(id) => deferred.wake.push(self.writers.remove(&id)),
                 Event::Opened { stream, tunnel } => {
                     let stream = Stream::new(stream, tunnel, shared.clone());
                     match &self.incoming {

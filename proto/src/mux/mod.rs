@@ -28,9 +28,9 @@ mod inbound;
 mod stream;
 
 use crate::error::GoAwayCode;
-use crate::frame::{Frame, MAX_DATA_CHUNK};
+use crate::frame::{Frame, HEADER_LEN, MAX_DATA_CHUNK};
 use crate::ids::{StreamId, TunnelId};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -42,6 +42,8 @@ pub use stream::{Read, StreamError};
 pub const OUT_HIGH_WATER: usize = 256 * 1024;
 /// Queued outgoing bytes below which blocked writers are woken again.
 pub const OUT_LOW_WATER: usize = 64 * 1024;
+/// The DATA frame kind (see `frame.rs`); `queue_data` encodes DATA without a `Frame`.
+const KIND_DATA: u8 = 0x00;
 /// A peer that grants more than this much credit is broken.
 const MAX_CREDIT: u64 = 1 << 32;
 
@@ -354,13 +356,32 @@ impl Mux {
     }
 
     fn queue(&mut self, frame: &Frame) {
+        self.seal_if_full();
+        let before = self.out.len();
+        frame.encode(&mut self.out);
+        self.queued += self.out.len() - before;
+    }
+
+    /// Queues a DATA frame encoded straight from `payload`: the bytes `Frame::Data` encodes
+    /// to, without building an intermediate `Bytes` (one allocation and one copy per chunk).
+    fn queue_data(&mut self, id: StreamId, payload: &[u8]) {
+        debug_assert!(payload.len() <= MAX_DATA_CHUNK);
+        self.seal_if_full();
+        self.out.reserve(HEADER_LEN + payload.len());
+        // At most MAX_DATA_CHUNK (64 KiB): fits a u32.
+        self.out.put_u32(payload.len() as u32);
+        self.out.put_u8(KIND_DATA);
+        self.out.put_u32(id.0);
+        self.out.put_slice(payload);
+        self.queued += HEADER_LEN + payload.len();
+    }
+
+    /// Starts a new batch once the current one reaches the high-water mark.
+    fn seal_if_full(&mut self) {
         if self.out.len() >= OUT_HIGH_WATER {
             let batch = self.out.split().freeze();
             self.sealed.push_back(batch);
         }
-        let before = self.out.len();
-        frame.encode(&mut self.out);
-        self.queued += self.out.len() - before;
     }
 
     fn wake_blocked(&mut self) {

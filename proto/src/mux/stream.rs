@@ -157,10 +157,7 @@ impl Mux {
         stream.send_credit -= allowed as u64;
         self.send_credit -= allowed as u64;
         for chunk in data[..allowed].chunks(MAX_DATA_CHUNK) {
-            self.queue(&Frame::Data {
-                stream: id,
-                payload: Bytes::copy_from_slice(chunk),
-            });
+            self.queue_data(id, chunk);
         }
         Ok(allowed)
     }

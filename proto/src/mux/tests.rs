@@ -239,3 +239,42 @@ fn release_after_both_fins_sends_nothing_more() {
     assert_eq!(edge.stream_count(), 0);
     assert_eq!(agent.stream_count(), 0);
 }
+
+#[test]
+fn queued_data_encodes_exactly_like_a_data_frame() {
+    let (mut edge, _agent, _now) = pair();
+    let id = edge.open(TunnelId(7)).expect("open");
+    let open = edge.poll_transmit().expect("OPEN queued");
+    assert_eq!(
+        open,
+        Frame::Open {
+            stream: id,
+            tunnel: TunnelId(7)
+        }
+        .to_bytes()
+    );
+    let data: Vec<u8> = (0..MAX_DATA_CHUNK + 10).map(|i| i as u8).collect();
+    assert_eq!(edge.write(id, &data), Ok(data.len()));
+    assert_eq!(
+        edge.queued_bytes(),
+        2 * crate::frame::HEADER_LEN + data.len()
+    );
+    let mut expected = Frame::Data {
+        stream: id,
+        payload: Bytes::copy_from_slice(&data[..MAX_DATA_CHUNK]),
+    }
+    .to_bytes()
+    .to_vec();
+    expected.extend_from_slice(
+        &Frame::Data {
+            stream: id,
+            payload: Bytes::copy_from_slice(&data[MAX_DATA_CHUNK..]),
+        }
+        .to_bytes(),
+    );
+    assert_eq!(
+        edge.poll_transmit().expect("DATA queued").to_vec(),
+        expected
+    );
+    assert_eq!(edge.queued_bytes(), 0);
+}
