@@ -2,8 +2,10 @@
 //!
 //! Sessions serving granted tunnels push `Started` and `Ended` events into one bounded queue.
 //! Every 500 ms the reporter adds `Counters` for tunnels whose counters moved, and posts what
-//! is queued as one [`EdgeReport`] to `{control}/internal/v1/reports`; with nothing to say it
-//! still posts every 5 s (a heartbeat carrying the `live` list). Counters are cumulative, so a
+//! is queued as one [`EdgeReport`] to `{control}/internal/v1/reports`. While it serves granted
+//! tunnels it posts every 500 ms even with nothing to say, because control's answer is how a
+//! tunnel closed through the API reaches the edge within a second; with no tunnel it still
+//! posts every 5 s (a heartbeat carrying the `live` list). Counters are cumulative, so a
 //! batch that failed is simply sent again. Control's answer lists tunnels closed through the
 //! API: their sessions are told why and closed, and their grants refused until they expire.
 //!
@@ -148,7 +150,8 @@ impl ControlLink {
                 () = stop.cancelled() => return,
             }
             let (live, batch) = self.next_batch();
-            if batch.is_empty() && last_sent.elapsed() < HEARTBEAT_INTERVAL {
+            // Live tunnels: poll for closes every interval. None: a heartbeat now and then.
+            if batch.is_empty() && live.is_empty() && last_sent.elapsed() < HEARTBEAT_INTERVAL {
                 continue;
             }
             if self.send(&state, live, batch).await {

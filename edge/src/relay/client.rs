@@ -93,7 +93,7 @@ pub enum Owner {
 pub enum RelayFailure {
     /// The owning edge could not be reached. A request that had not started sending its body
     /// (none had one) is given back, so it can be held and sent again.
-    Unreachable(Option<Request<Incoming>>),
+    Unreachable(Option<Box<Request<Incoming>>>),
     /// Anything else, as the visitor will see it.
     Failed(EdgeError),
 }
@@ -156,7 +156,7 @@ pub async fn relay(
         Ok(Err(e)) => {
             tracing::debug!(edge = %edge_id, error = %e, "relay to the owning edge failed");
             relay.forget(hostname, edge_id);
-            let given_back = kept_body.map(|body| Request::from_parts(parts, body));
+            let given_back = kept_body.map(|body| Box::new(Request::from_parts(parts, body)));
             return Err(RelayFailure::Unreachable(given_back));
         }
         Err(_) => {

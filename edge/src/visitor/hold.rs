@@ -57,7 +57,7 @@ pub async fn elsewhere(
                             Ok(response) => return Ok(response),
                             Err(RelayFailure::Failed(error)) => return Err(error),
                             Err(RelayFailure::Unreachable(Some(given_back))) => {
-                                req = given_back;
+                                req = *given_back;
                                 true
                             }
                             Err(RelayFailure::Unreachable(None)) => {
