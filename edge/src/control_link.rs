@@ -251,13 +251,12 @@ impl ControlLink {
 /// Tells the agent its tunnel was closed and why, then closes the session: the agent shows
 /// the reason and does not reconnect (GOAWAY `Closed`).
 fn close_tunnel(tunnel: &Arc<LiveTunnel>, reason: &str) {
-    let message = format!(
-        "this tunnel was closed through the API ({reason}): run `warren http` again to open a new one"
-    );
+    // Control's reason is a phrase such as "closed through the API".
+    let message = format!("{reason}; run `warren http` again to open a new one");
     tracing::info!(host = %tunnel.hostname, session = %tunnel.session_id, %reason, "closing tunnel at control's request");
     let _ = tunnel
         .close_reason
-        .set(format!("closed through the API: {reason}"));
+        .set(reason.to_string());
     tunnel.pool.clear();
     tunnel.session.send_message(&Event::TunnelClosed {
         id: tunnel.id,

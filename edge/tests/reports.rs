@@ -143,7 +143,7 @@ async fn control_closes_a_tunnel_within_a_second_and_its_grant_is_refused_after(
     }
     let told = told.expect("TunnelClosed event");
     assert!(
-        told.contains("closed through the API") && told.contains("closed by alice"),
+        told.contains("closed by alice") && told.contains("warren http"),
         "{told}"
     );
     let (code, message) = goaway.expect("GOAWAY");
@@ -170,7 +170,7 @@ async fn control_closes_a_tunnel_within_a_second_and_its_grant_is_refused_after(
             _ => None,
         })
         .await;
-    assert!(reason.contains("closed through the API"), "{reason}");
+    assert!(reason.contains("closed by alice"), "{reason}");
     match Agent::connect_grant(&edge, &grant, None).await {
         Ok(_) => panic!("a closed tunnel's grant was accepted"),
         Err(reject) => {
