@@ -1,4 +1,5 @@
-//! Requests for the edge's own domain: the tunnel endpoint and health checks.
+//! Requests for the edge's own domain: the tunnel endpoint, health checks, and the latency
+//! probe agents time to pick the nearest region (`GET /_warren/probe`).
 
 use crate::error::EdgeError;
 use crate::state::EdgeState;
@@ -9,6 +10,9 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// What agents time (a fresh connection plus one request) to choose a region.
+pub const PROBE_PATH: &str = "/_warren/probe";
+
 pub fn handle(
     state: &Arc<EdgeState>,
     req: Request<Incoming>,
@@ -16,6 +20,7 @@ pub fn handle(
 ) -> Result<Response<EdgeBody>, EdgeError> {
     match req.uri().path() {
         TUNNEL_PATH => endpoint::accept(state, req, peer),
+        PROBE_PATH => Ok(probe(&state.config.region)),
         "/healthz" => Ok(text(StatusCode::OK, "ok\n")),
         "/readyz" if state.shutdown.is_cancelled() => {
             Ok(text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
@@ -29,6 +34,23 @@ pub fn handle(
     }
 }
 
+/// `204 No Content`, never cached (a cached answer would time the cache, not this edge), naming
+/// the edge's region so a misrouted probe URL is visible.
+pub fn probe(region: &str) -> Response<EdgeBody> {
+    let mut response = Response::new(EdgeBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // A region id that is not a valid header value only loses the header, not the probe.
+    if let Ok(value) = HeaderValue::from_str(region) {
+        headers.insert(REGION_HEADER, value);
+    }
+    response
+}
+
+/// The header a probe answer names the edge's region in.
+pub const REGION_HEADER: &str = "warren-region";
+
 fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
     let mut response = Response::new(EdgeBody::full(body));
     *response.status_mut() = status;
@@ -37,4 +59,20 @@ fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_is_an_uncached_204_naming_the_region() {
+        let response = probe("eu");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(response.headers()[REGION_HEADER], "eu");
+        let odd = probe("bad\nregion");
+        assert_eq!(odd.status(), StatusCode::NO_CONTENT);
+        assert!(odd.headers().get(REGION_HEADER).is_none());
+    }
 }
