@@ -12,7 +12,7 @@ use warren_testkit::cluster::TestAgent;
 use warren_testkit::multi::{ClusterEdge, EdgeSpec};
 use warren_testkit::origin::Origin;
 use warren_testkit::pattern::{pattern_body, pattern_sha256};
-use warren_testkit::redis::RedisServer;
+use warren_testkit::redis::{RedisCluster, RedisServer};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -24,7 +24,11 @@ struct Cluster {
 /// eu-1 127.0.0.2, eu-2 127.0.0.3 (eu.localhost); us-1 127.0.0.4, us-2 127.0.0.5 (us.localhost).
 async fn cluster() -> anyhow::Result<Cluster> {
     let redis = RedisServer::start()?;
-    let url = redis.url();
+    let edges = edges(&redis.url()).await?;
+    Ok(Cluster { redis, edges })
+}
+
+async fn edges(url: &str) -> anyhow::Result<Vec<ClusterEdge>> {
     let mut edges = Vec::new();
     for (id, ip, region, domain, other) in [
         ("eu-1", "127.0.0.2", "eu", "eu.localhost", "us.localhost"),
@@ -39,12 +43,12 @@ async fn cluster() -> anyhow::Result<Cluster> {
                 region,
                 domain,
                 serve_domains: &[other],
-                redis_url: &url,
+                redis_url: url,
             })
             .await?,
         );
     }
-    Ok(Cluster { redis, edges })
+    Ok(edges)
 }
 
 /// `GET /hello` for `host` through `edge`, retried until `deadline` (the directory entry of a
@@ -97,6 +101,20 @@ async fn every_edge_serves_a_tunnel_held_by_one() -> anyhow::Result<()> {
         let (status, headers, _) = client::get(edge.addr, "nobody.us.localhost", "/").await?;
         assert_eq!(status, StatusCode::NOT_FOUND, "through {}", edge.id);
         assert_eq!(headers["warren-error"], "tunnel-not-found");
+    }
+    agent.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_works_on_a_redis_cluster() -> anyhow::Result<()> {
+    let redis = tokio::task::spawn_blocking(|| RedisCluster::start(3)).await??;
+    let edges = edges(&redis.url()).await?;
+    let origin = Origin::start().await?;
+    let agent = TestAgent::start_with(edges[2].agent_options(origin.port(), "slots")).await?;
+    assert_eq!(agent.hostname, "slots.us.localhost");
+    for edge in &edges {
+        hello_through(edge, "slots.us.localhost", Duration::from_secs(5)).await?;
     }
     agent.stop().await;
     Ok(())
