@@ -254,9 +254,7 @@ fn close_tunnel(tunnel: &Arc<LiveTunnel>, reason: &str) {
     // Control's reason is a phrase such as "closed through the API".
     let message = format!("{reason}; run `warren http` again to open a new one");
     tracing::info!(host = %tunnel.hostname, session = %tunnel.session_id, %reason, "closing tunnel at control's request");
-    let _ = tunnel
-        .close_reason
-        .set(reason.to_string());
+    let _ = tunnel.close_reason.set(reason.to_string());
     tunnel.pool.clear();
     tunnel.session.send_message(&Event::TunnelClosed {
         id: tunnel.id,
