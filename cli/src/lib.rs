@@ -10,6 +10,7 @@
 //! - `control_client.rs`: the REST client for control; `api.rs`: the bodies it reads.
 //! - `dev.rs`: `warren dev`.
 //! - `output.rs`, `table.rs`: text for people, JSON for scripts.
+//! - `probe.rs`: latency to each region, for `--region auto`.
 //! - `signals.rs`: Ctrl-C handling.
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod control_client;
 pub mod dev;
 pub mod output;
+pub mod probe;
 pub mod signals;
 pub mod table;
 
