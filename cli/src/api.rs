@@ -95,6 +95,7 @@ pub struct Region {
     pub name: String,
     pub location: String,
     pub tunnel_url: String,
+    pub probe_url: String,
     pub domain: String,
 }
 

@@ -61,9 +61,10 @@ pub struct HttpArgs {
     #[arg(long, conflicts_with_all = ["subdomain", "edge"])]
     pub random: bool,
 
-    /// Region to run the tunnel in (`warren regions`); control's default if not given.
-    #[arg(long, conflicts_with = "edge")]
-    pub region: Option<String>,
+    /// Region to run the tunnel in (`warren regions`): `auto` probes every region's latency and
+    /// picks the fastest; an id forces that region.
+    #[arg(long, default_value = "auto", conflicts_with = "edge")]
+    pub region: String,
 
     /// Host the local service listens on, when PORT is a bare port.
     #[arg(long, default_value = "localhost")]

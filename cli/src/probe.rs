@@ -106,6 +106,10 @@ pub async fn probe(target: &Target, samples: usize, timeout: Duration) -> Probe 
         samples: Vec::new(),
         error: None,
     };
+    if target.probe_url.is_empty() {
+        probe.error = Some("control lists no probe URL for it".into());
+        return probe;
+    }
     let url = match ProbeUrl::parse(&target.probe_url) {
         Ok(url) => url,
         Err(e) => {
@@ -114,8 +118,7 @@ pub async fn probe(target: &Target, samples: usize, timeout: Duration) -> Probe 
         }
     };
     probe.method = url.method;
-    let addr = match tokio::time::timeout(timeout, tokio::net::lookup_host(&url.authority)).await
-    {
+    let addr = match tokio::time::timeout(timeout, tokio::net::lookup_host(&url.authority)).await {
         Ok(Ok(mut addrs)) => addrs.next(),
         _ => None,
     };
@@ -199,10 +202,7 @@ impl ProbeUrl {
         };
         let host = uri.host().ok_or_else(|| bad("has no host"))?;
         let port = uri.port_u16().unwrap_or(default_port);
-        let path = uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         Ok(ProbeUrl {
             method,
             authority: format!("{host}:{port}"),
@@ -271,6 +271,22 @@ pub fn format_ms(latency: Duration) -> String {
     }
 }
 
+/// The probes as JSON: `[{id, method, latency_ms, samples_ms, error}]`.
+pub fn to_json(probes: &[Probe]) -> serde_json::Value {
+    probes
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.region,
+                "method": p.method,
+                "latency_ms": p.shown().map(json_ms),
+                "samples_ms": p.samples.iter().map(|s| json_ms(s.total.unwrap_or(s.connect))).collect::<Vec<_>>(),
+                "error": p.error,
+            })
+        })
+        .collect()
+}
+
 /// Milliseconds as a JSON number, to a hundredth.
 pub fn json_ms(latency: Duration) -> f64 {
     (latency.as_secs_f64() * 100_000.0).round() / 100.0
@@ -287,7 +303,10 @@ mod tests {
         assert_eq!(url.authority, "127.0.0.1:8080");
         assert_eq!(url.path, "/_warren/probe");
         let url = ProbeUrl::parse("https://eu.example.net/_warren/probe").unwrap();
-        assert_eq!((url.method, url.authority.as_str()), (Method::Tcp, "eu.example.net:443"));
+        assert_eq!(
+            (url.method, url.authority.as_str()),
+            (Method::Tcp, "eu.example.net:443")
+        );
         assert!(ProbeUrl::parse("ftp://x/").is_err());
         assert!(ProbeUrl::parse("not a url").is_err());
     }
@@ -320,7 +339,11 @@ mod tests {
     fn the_lowest_median_wins_and_unreachable_regions_never_do() {
         let eu = measured("eu", Method::Http, &[(5, 12), (5, 500), (6, 11)]);
         let us = measured("us", Method::Http, &[(70, 143), (70, 140), (71, 150)]);
-        assert_eq!(eu.shown(), Some(Duration::from_millis(12)), "median, not mean");
+        assert_eq!(
+            eu.shown(),
+            Some(Duration::from_millis(12)),
+            "median, not mean"
+        );
         assert_eq!(choose(&[us.clone(), eu.clone()]).unwrap(), "eu");
         assert_eq!(choose(&[unreachable("ap"), us.clone()]).unwrap(), "us");
         assert_eq!(

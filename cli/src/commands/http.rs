@@ -2,17 +2,22 @@
 //! agent presents the grant to the edge control names; a background task renews the grant at
 //! about half its lifetime, so reconnects always present a fresh one. With `--edge URL --token
 //! T` the agent talks to a stand-alone edge with a static token, no control involved.
+//!
+//! The region: `--region auto` (the default) times every region's probe URL (`probe.rs`) and
+//! asks for the fastest; `--region ID` forces one. The grant names the region and the edge, so
+//! reconnects stay in it.
 
 use super::segment;
 use crate::agent::backoff::Backoff;
 use crate::agent::grant::{self, Grant, GrantSender, unix_now};
 use crate::agent::options::parse_local;
 use crate::agent::{self, AgentEvent, AgentOptions, LocalTarget, TunnelSpec};
-use crate::api::{self, TunnelGrant};
+use crate::api::{self, Regions, TunnelGrant};
 use crate::args::HttpArgs;
 use crate::config;
 use crate::control_client::ControlClient;
 use crate::output::{EventPrinter, Printer};
+use crate::probe;
 use crate::signals;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
@@ -70,13 +75,57 @@ async fn granted(args: HttpArgs, local: LocalTarget, printer: Printer) -> anyhow
     let client = ControlClient::new(&login.control, Some(login.token))?;
     let shutdown = CancellationToken::new();
     signals::on_interrupt(shutdown.clone());
+    let region = choose_region(&client, &args.region, printer).await?;
     let request = TunnelRequest {
         subdomain: args.subdomain,
         random: args.random,
-        region: args.region,
+        region,
     };
     let first = open_tunnel(&client, &request, &local).await?;
     run_granted(client, first, local, printer, shutdown).await
+}
+
+/// The region to ask control for: `requested` checked against control's list, or with `auto`
+/// the fastest region by probe (`None`, control's default, when there is nothing to choose).
+pub async fn choose_region(
+    client: &ControlClient,
+    requested: &str,
+    printer: Printer,
+) -> anyhow::Result<Option<String>> {
+    let list: Regions = api::decode(client.get("/v1/regions").await?)?;
+    let ids: Vec<&str> = list.regions.iter().map(|r| r.id.as_str()).collect();
+    if requested != "auto" {
+        if ids.contains(&requested) || ids.is_empty() {
+            return Ok(Some(requested.to_string()));
+        }
+        anyhow::bail!(
+            "there is no region {requested:?}: use one of {} (or auto for the fastest); `warren regions` lists them",
+            ids.join(", ")
+        );
+    }
+    if list.regions.len() < 2 {
+        return Ok(None);
+    }
+    let targets: Vec<probe::Target> = list
+        .regions
+        .iter()
+        .map(|r| probe::Target {
+            region: r.id.clone(),
+            probe_url: r.probe_url.clone(),
+        })
+        .collect();
+    let probes = probe::probe_all(&targets, probe::SAMPLES, probe::SAMPLE_TIMEOUT).await;
+    let chosen = probe::choose(&probes);
+    if printer.json {
+        printer.json_line(&json!({
+            "event": "region_probe",
+            "regions": probe::to_json(&probes),
+            "chosen": chosen.as_ref().ok(),
+        }));
+    } else {
+        eprintln!("{}", probe::summary_line(&probes, chosen.as_deref().ok()));
+    }
+    chosen.map(Some).map_err(anyhow::Error::msg)
 }
 
 /// What to ask control for.
