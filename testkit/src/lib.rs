@@ -2,6 +2,7 @@
 //! on ports the OS picks, inside the caller's tokio runtime.
 //!
 //! # Layout
+//! - `balancer`: a TCP load balancer that skips backends which refuse connections (failover tests).
 //! - `origin`: the local service behind a tunnel, with endpoints for each kind of traffic.
 //! - `pattern`: the deterministic byte pattern large transfers carry and are checked against.
 //! - `cluster`: an edge and agents, started through the same `run` functions as the binaries.
@@ -12,6 +13,7 @@
 //! - `http`: end-to-end helpers: a whole tunnel in one call, raw HTTP/1.x, HTTP/2, a scripted
 //!   origin, process memory.
 
+pub mod balancer;
 pub mod client;
 pub mod cluster;
 pub mod http;

@@ -1,5 +1,7 @@
 //! Several edges of one cluster on loopback addresses (127.0.0.2, 127.0.0.3, ...), sharing a
-//! real Redis: routes and the edge directory in Redis, relays between them.
+//! real Redis: routes and the edge directory in Redis, relays between them. [`ClusterEdge`] runs
+//! in the test's runtime; [`EdgeProcess`] runs the `warren-edge` binary as a child process
+//! (for `kill -9` and SIGTERM).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -107,5 +109,148 @@ impl ClusterEdge {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.handle.await?
+    }
+}
+
+/// A `warren-edge` binary running as a child process, so a test can `kill -9` it or send it
+/// SIGTERM like an operator would. Killed when dropped.
+pub struct EdgeProcess {
+    pub id: String,
+    /// Visitors and agents.
+    pub addr: SocketAddr,
+    pub relay_addr: SocketAddr,
+    child: std::process::Child,
+}
+
+/// What an [`EdgeProcess`] is started with.
+pub struct EdgeProcessSpec<'a> {
+    pub id: &'a str,
+    pub ip: &'a str,
+    pub region: &'a str,
+    pub domain: &'a str,
+    pub redis_url: &'a str,
+    /// The port public URLs name (the balancer's, in front of the region).
+    pub public_port: Option<u16>,
+    /// Extra arguments, e.g. `["--shutdown-grace", "10s"]`.
+    pub extra: &'a [&'a str],
+}
+
+/// The `warren-edge` binary next to the running test executable (`target/<profile>/`).
+pub fn edge_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/warren-edge
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| anyhow::anyhow!("cannot tell the target directory from {exe:?}"))?;
+    let binary = dir.join(format!("warren-edge{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        anyhow::bail!(
+            "{} does not exist: run `cargo build -p warren-edge` (same profile and target \
+             directory as the tests), then run the tests again",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+impl EdgeProcess {
+    /// Starts the edge and waits until it answers `/readyz`.
+    pub async fn start(spec: EdgeProcessSpec<'_>) -> anyhow::Result<EdgeProcess> {
+        let binary = edge_binary()?;
+        let ip: IpAddr = spec.ip.parse()?;
+        // Ports chosen by the OS, released for the child to bind.
+        let addr = std::net::TcpListener::bind((ip, 0))?.local_addr()?;
+        let relay_addr = std::net::TcpListener::bind((ip, 0))?.local_addr()?;
+        let mut command = std::process::Command::new(binary);
+        command
+            .args(["--listen", &addr.to_string()])
+            .args(["--relay-listen", &relay_addr.to_string()])
+            .args(["--redis-url", spec.redis_url])
+            .args(["--relay-key", TEST_RELAY_KEY])
+            .args(["--token", TEST_TOKEN])
+            .args(["--edge-id", spec.id])
+            .args(["--region", spec.region])
+            .args(["--domain", spec.domain])
+            .args(["--heartbeat-interval", "500ms"])
+            .args(spec.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        if let Some(port) = spec.public_port {
+            command.args(["--public-port", &port.to_string()]);
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start warren-edge: {e}"))?;
+        let mut edge = EdgeProcess {
+            id: spec.id.to_string(),
+            addr,
+            relay_addr,
+            child,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((status, _, _)) = crate::client::get(addr, spec.domain, "/readyz").await
+                && status.is_success()
+            {
+                return Ok(edge);
+            }
+            if let Some(status) = edge.child.try_wait()? {
+                anyhow::bail!("warren-edge {} exited at start: {status}", spec.id);
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("warren-edge {} did not become ready within 20 s", spec.id);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: the process dies at once, sockets and all.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// `kill -TERM`: the edge starts draining (a second one makes it exit at once).
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed: {status}");
+        Ok(())
+    }
+
+    /// Waits up to `within` for the process to exit; its exit status, or `None` if it is
+    /// still running.
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

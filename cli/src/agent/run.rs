@@ -1,10 +1,12 @@
 //! The agent's main loop: connect, serve streams until the session ends, reconnect.
 //!
 //! - The first connection failing is fatal (a wrong `--edge` or token should fail loudly).
-//! - After that, a lost session is retried with backoff and jitter, and the same HELLO gets
-//!   the same URL back.
-//! - GOAWAY from a draining edge: connect again at once; the old session finishes its
-//!   in-flight streams in the background.
+//! - After that, a lost session is retried at once, then with backoff and jitter, and the same
+//!   HELLO gets the same URL back (the new session takes the route over atomically).
+//! - GOAWAY normal from a draining edge: make before break. A new session is opened at once
+//!   (in production `--edge` is the region's load balancer, which no longer sends new
+//!   connections to the draining edge); the old one keeps its route and serves its in-flight
+//!   streams until the new one is welcomed, then finishes them in the background and closes.
 //! - GOAWAY because the tunnel was closed or taken over: stop, and say why.
 
 use crate::agent::backoff::Backoff;
@@ -31,8 +33,8 @@ const LOCAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 enum Outcome {
     Shutdown,
-    /// The edge is draining: connect again now.
-    Moved,
+    /// The edge is draining: connect again now; the old session is kept until then.
+    Moved(Session),
     /// The session was lost: connect again after a backoff.
     Lost(String),
     /// The tunnel is gone for good.
@@ -48,19 +50,33 @@ pub async fn run(
     let backoff = Backoff::default();
     let mut attempt: u32 = 0;
     let mut connected_once = false;
+    // A session whose edge is draining, kept until its successor is welcomed.
+    let mut draining: Option<Session> = None;
     loop {
         let established = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => {
+                if let Some(old) = draining.take() {
+                    old.drain(GoAwayCode::Normal, "agent shutting down", EXIT_GRACE).await;
+                }
+                return Ok(());
+            }
             result = connect::establish(&options) => result,
         };
         let reason = match established {
             Ok(established) => {
                 attempt = 0;
                 connected_once = true;
+                // The new session holds the route now: the old one finishes what it carries.
+                if let Some(old) = draining.take() {
+                    finish_in_background(old);
+                }
                 match serve(established, &options, &events, &shutdown).await {
                     Outcome::Shutdown => return Ok(()),
                     Outcome::Closed(reason) => return Err(AgentError::Closed(reason)),
-                    Outcome::Moved => continue,
+                    Outcome::Moved(old) => {
+                        draining = Some(old);
+                        continue;
+                    }
                     Outcome::Lost(reason) => reason,
                 }
             }
@@ -70,8 +86,17 @@ pub async fn run(
             Err(e) if e.is_fatal() || !connected_once => return Err(e),
             Err(e) => e.to_string(),
         };
+        // A draining session that ended meanwhile serves nothing: forget it.
+        if draining.as_ref().is_some_and(Session::is_ended) {
+            draining = None;
+        }
         attempt = attempt.saturating_add(1);
-        let delay = backoff.delay(attempt);
+        // The first attempt after a drop is immediate: the edge (or the balancer in front of
+        // the region) usually has somewhere to put the session right away.
+        let delay = match attempt {
+            1 => Duration::ZERO,
+            n => backoff.delay(n - 1),
+        };
         let _ = events.send(AgentEvent::Reconnecting {
             attempt,
             delay_ms: delay.as_millis() as u64,
@@ -152,8 +177,11 @@ async fn serve(
                     let _ = events.send(AgentEvent::Notice {
                         message: format!("the edge is closing this session ({message}); reconnecting"),
                     });
+                    if code == GoAwayCode::Normal && !session.is_ended() {
+                        return Outcome::Moved(session);
+                    }
                     finish_in_background(session);
-                    return Outcome::Moved;
+                    return Outcome::Lost(format!("the edge ended the session: {message}"));
                 }
                 None => return after_end(&session),
             },
@@ -240,7 +268,8 @@ fn warn_local(
     });
 }
 
-/// A session the edge is draining keeps serving its in-flight streams, then closes.
+/// A session the edge is draining keeps serving its in-flight streams, then closes. The edge
+/// opens nothing new on it (it sent GOAWAY), so idle means done.
 fn finish_in_background(session: Session) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(OLD_SESSION_GRACE, session.idle()).await;

@@ -165,6 +165,14 @@ pub async fn relay(
             )));
         }
     };
+    if response.headers().contains_key(&super::RELAY_MOVED) {
+        // The owner no longer serves it (draining, or its session just ended): nothing reached
+        // the agent, so a request without a body is tried again once the route has moved.
+        tracing::debug!(edge = %edge_id, host = %hostname, "the owning edge no longer serves the tunnel");
+        relay.forget(hostname, edge_id);
+        let given_back = kept_body.map(|body| Box::new(Request::from_parts(parts, body)));
+        return Err(RelayFailure::Unreachable(given_back));
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(visitor_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return Err(RelayFailure::Failed(EdgeError::LocalError(

@@ -29,6 +29,10 @@ pub static RELAY_HOPS: HeaderName = HeaderName::from_static("warren-relay-hops")
 /// The request id the first edge assigned.
 pub static RELAY_REQUEST_ID: HeaderName = HeaderName::from_static("warren-relay-request-id");
 
+/// On a relay response: the owning edge no longer serves the tunnel (its session ended or is
+/// draining, the agent is moving); the first edge looks the route up again and retries.
+pub static RELAY_MOVED: HeaderName = HeaderName::from_static("warren-relay-moved");
+
 /// Removes every relay header (a visitor may not set them; an agent never sees them).
 pub fn strip_relay_headers(headers: &mut http::HeaderMap) {
     for name in [&RELAY_KEY, &RELAY_VISITOR, &RELAY_HOPS, &RELAY_REQUEST_ID] {

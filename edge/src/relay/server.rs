@@ -1,7 +1,9 @@
 //! The owning edge's side of a relay: only requests carrying the cluster's relay key, never
 //! relayed again, served from this edge's own sessions.
 
-use super::{RELAY_HOPS, RELAY_KEY, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers};
+use super::{
+    RELAY_HOPS, RELAY_KEY, RELAY_MOVED, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers,
+};
 use crate::error::EdgeError;
 use crate::host::{self, Target};
 use crate::state::EdgeState;
@@ -57,12 +59,24 @@ pub async fn handle(
         Target::Tunnel(hostname) => hostname,
         Target::Apex => return Err(EdgeError::NotFound),
     };
-    // No second hop: if this edge lost the session meanwhile, the first edge reports it.
-    let tunnel = state
-        .registry
-        .lookup(&hostname)
-        .ok_or(EdgeError::AgentUnreachable)?;
-    forward::forward(state, tunnel, req, &ctx).await
+    // No second hop: if this edge lost the session meanwhile (or it is draining while its
+    // agent moves to another edge), the first edge is told to look again and hold or retry.
+    match state.registry.lookup(&hostname) {
+        Some(tunnel) if !tunnel.session.is_going_away() => {
+            forward::forward(state, tunnel, req, &ctx).await
+        }
+        _ => Ok(moved(&ctx.request_id)),
+    }
+}
+
+/// A 502 `agent-unreachable` marked [`RELAY_MOVED`]: the first edge retries it elsewhere.
+fn moved(request_id: &str) -> Response<EdgeBody> {
+    let mut response =
+        crate::visitor::error_page::render(&EdgeError::AgentUnreachable, false, request_id);
+    response
+        .headers_mut()
+        .insert(&RELAY_MOVED, http::HeaderValue::from_static("1"));
+    response
 }
 
 fn header_str<'a>(req: &'a Request<Incoming>, name: &http::HeaderName) -> Option<&'a str> {

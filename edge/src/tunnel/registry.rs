@@ -147,6 +147,14 @@ impl Registry {
         lock(&self.sessions).values().cloned().collect()
     }
 
+    /// Every session with its id.
+    pub fn sessions_by_id(&self) -> Vec<(String, Session)> {
+        lock(&self.sessions)
+            .iter()
+            .map(|(id, session)| (id.clone(), session.clone()))
+            .collect()
+    }
+
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
     }

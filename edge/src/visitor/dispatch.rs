@@ -64,10 +64,11 @@ async fn route(
         Target::Apex => apex::handle(state, req, ctx.peer),
         Target::Tunnel(hostname) => match state.registry.lookup(&hostname) {
             // A session on this edge serves it: no Redis round trip.
-            Some(tunnel) if !tunnel.session.is_ended() => {
+            Some(tunnel) if !tunnel.session.is_going_away() => {
                 forward::forward(state, tunnel, req, ctx).await
             }
-            // Not here, or its session just died and is being cleaned up.
+            // Not here, its session just died and is being cleaned up, or it is draining (its
+            // agent is moving to another edge).
             _ => hold::elsewhere(state, hostname, req, ctx).await,
         },
     }

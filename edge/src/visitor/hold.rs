@@ -37,36 +37,36 @@ pub async fn elsewhere(
         served.as_mut().enable();
         let local = state.registry.lookup(&hostname);
         if let Some(tunnel) = &local
-            && !tunnel.session.is_ended()
+            && !tunnel.session.is_going_away()
         {
             return forward::forward(state, tunnel.clone(), req, ctx).await;
         }
-        // A dead session still registered is about to be cleaned up: its agent may be back soon.
-        let reconnecting = local.is_some()
-            || match &state.relay {
-                None => state.registry.recently_lost(&hostname, hold),
-                Some(relay) => match client::resolve(state, relay, &hostname).await? {
-                    None => state.registry.recently_lost(&hostname, hold),
-                    Some(Owner::Here | Owner::Gone) => true,
-                    Some(Owner::Remote {
-                        edge_id,
-                        relay_addr,
-                    }) => {
-                        let owner = (edge_id.as_str(), relay_addr.as_str());
-                        match client::relay(state, relay, owner, &hostname, req, ctx).await {
-                            Ok(response) => return Ok(response),
-                            Err(RelayFailure::Failed(error)) => return Err(error),
-                            Err(RelayFailure::Unreachable(Some(given_back))) => {
-                                req = *given_back;
-                                true
-                            }
-                            Err(RelayFailure::Unreachable(None)) => {
-                                return Err(EdgeError::AgentUnreachable);
-                            }
+        // A dead or draining session still registered here: its agent is reconnecting, maybe
+        // already to another edge (in a cluster the route says where).
+        let reconnecting = match &state.relay {
+            None => local.is_some() || state.registry.recently_lost(&hostname, hold),
+            Some(relay) => match client::resolve(state, relay, &hostname).await? {
+                None => local.is_some() || state.registry.recently_lost(&hostname, hold),
+                Some(Owner::Here | Owner::Gone) => true,
+                Some(Owner::Remote {
+                    edge_id,
+                    relay_addr,
+                }) => {
+                    let owner = (edge_id.as_str(), relay_addr.as_str());
+                    match client::relay(state, relay, owner, &hostname, req, ctx).await {
+                        Ok(response) => return Ok(response),
+                        Err(RelayFailure::Failed(error)) => return Err(error),
+                        Err(RelayFailure::Unreachable(Some(given_back))) => {
+                            req = *given_back;
+                            true
+                        }
+                        Err(RelayFailure::Unreachable(None)) => {
+                            return Err(EdgeError::AgentUnreachable);
                         }
                     }
-                },
-            };
+                }
+            },
+        };
         if !reconnecting {
             // Held, and its agent did not come back in time: that is a 502, not a 404.
             return Err(match permit {
@@ -80,7 +80,9 @@ pub async fn elsewhere(
             tracing::debug!(host = %hostname, "holding a visitor request while the agent reconnects");
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || state.shutdown.is_cancelled() {
+        // A draining edge in a cluster keeps holding: the agent is moving to another edge, and
+        // the request is relayed there once its new session holds the route.
+        if left.is_zero() || (state.shutdown.is_cancelled() && state.relay.is_none()) {
             return Err(EdgeError::AgentUnreachable);
         }
         // A session on this edge wakes the request at once; other edges are polled.
