@@ -213,7 +213,7 @@ async fn open_control(
         location: "this machine".into(),
         domain: "localhost".into(),
         tunnel_url: format!("http://127.0.0.1:{}", edge.port()),
-        probe_url: format!("http://127.0.0.1:{}/healthz", edge.port()),
+        probe_url: format!("http://127.0.0.1:{}/_warren/probe", edge.port()),
         public_scheme: "http".into(),
         public_port: Some(edge.port()),
     }];
