@@ -357,9 +357,9 @@ fn register(
     registered
 }
 
-/// An older session of the same account lost this tunnel to a newer one: tell its agent and
-/// let it drain.
-fn displace(old: &LiveTunnel) {
+/// An older session of the same account lost this tunnel to a newer one (here, or on another
+/// edge: `lease.rs`): tell its agent and let it drain.
+pub(crate) fn displace(old: &LiveTunnel) {
     let _ = old
         .close_reason
         .set("taken over by a newer session".to_string());

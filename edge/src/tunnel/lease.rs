@@ -10,8 +10,6 @@ use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
 use std::sync::Arc;
 use std::time::Duration;
-use warren_proto::control::Event;
-use warren_proto::error::GoAwayCode;
 
 /// How often routes are renewed (and re-registered after Redis lost them), at most.
 pub const RENEW_EVERY: Duration = Duration::from_secs(2);
@@ -88,27 +86,10 @@ async fn renew(state: &EdgeState, tunnel: &LiveTunnel) -> Result<(), RouteError>
 }
 
 fn drop_stale(state: &EdgeState, tunnel: &LiveTunnel) {
-    if !state
+    if state
         .registry
         .remove_tunnel(&tunnel.hostname, &tunnel.session_id)
     {
-        return;
+        crate::tunnel::attach::displace(tunnel);
     }
-    tunnel.session.send_message(&Event::TunnelClosed {
-        id: tunnel.id,
-        reason: format!(
-            "{} was taken over by another agent session with the same name",
-            tunnel.hostname
-        ),
-    });
-    let session = tunnel.session.clone();
-    tokio::spawn(async move {
-        session
-            .drain(
-                GoAwayCode::Replaced,
-                "tunnel taken over by a newer session",
-                Duration::from_secs(30),
-            )
-            .await;
-    });
 }
