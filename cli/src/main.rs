@@ -12,7 +12,18 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The agent serves one session: on one thread it needs no cross-thread wake-ups per request
+    // (docs/performance.md measured 3.2 futex calls per request on the multi-thread runtime).
+    // `warren dev` runs an edge and control too, which want every core.
+    let one_thread = matches!(cli.command, warren_cli::args::Command::Http(_));
+    let runtime = if one_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
