@@ -62,6 +62,37 @@ pub struct Subdomains {
     pub subdomains: Vec<Subdomain>,
 }
 
+/// A DNS record a custom domain needs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DnsRecord {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub value: String,
+}
+
+/// `/v1/domains/...`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Domain {
+    pub id: String,
+    pub hostname: String,
+    pub region: String,
+    pub status: String,
+    pub records: Vec<DnsRecord>,
+    pub created_at: String,
+    pub verified_at: Option<String>,
+    pub last_check_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Domains {
+    pub domains: Vec<Domain>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Tunnel {
@@ -117,6 +148,8 @@ pub struct TunnelGrant {
     pub grant: String,
     /// Unix seconds.
     pub grant_expires_at: u64,
+    /// The hostname is a custom domain: the agent asks the edge for the grant's hostname.
+    pub custom_domain: bool,
 }
 
 impl std::fmt::Debug for TunnelGrant {
@@ -128,6 +161,7 @@ impl std::fmt::Debug for TunnelGrant {
             .field("edge_url", &self.edge_url)
             .field("grant", &"<redacted>")
             .field("grant_expires_at", &self.grant_expires_at)
+            .field("custom_domain", &self.custom_domain)
             .finish()
     }
 }

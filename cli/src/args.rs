@@ -37,6 +37,9 @@ pub enum Command {
     /// List, claim and release subdomains.
     #[command(subcommand)]
     Subdomains(SubdomainsCommand),
+    /// Custom domains: add one, verify its DNS records, list, remove.
+    #[command(subcommand)]
+    Domains(DomainsCommand),
     /// List live tunnels, or close one.
     Tunnels {
         #[command(subcommand)]
@@ -60,6 +63,10 @@ pub struct HttpArgs {
     /// Ask control for a random subdomain instead of the stable one.
     #[arg(long, conflicts_with_all = ["subdomain", "edge"])]
     pub random: bool,
+
+    /// Serve this verified custom domain (`warren domains add`) instead of a subdomain.
+    #[arg(long, conflicts_with_all = ["subdomain", "random", "edge"])]
+    pub domain: Option<String>,
 
     /// Region to run the tunnel in (`warren regions`): `auto` probes every region's latency and
     /// picks the fastest; an id forces that region.
@@ -170,6 +177,30 @@ pub enum SubdomainsCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DomainsCommand {
+    /// The account's custom domains and whether they are verified.
+    List,
+    /// Add a hostname you own; prints the two DNS records to create.
+    Add {
+        /// e.g. app.example.com
+        hostname: String,
+        /// The region its CNAME points at [default: control's default region].
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Check the DNS records; once they are right the domain can serve tunnels.
+    Verify {
+        /// The hostname or the domain's id.
+        domain: String,
+    },
+    /// Remove a domain; its live tunnels are closed.
+    Remove {
+        /// The hostname or the domain's id.
+        domain: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TunnelsCommand {
     /// Live tunnels (the default).
     List,
@@ -244,6 +275,14 @@ mod tests {
         let parsed =
             Cli::try_parse_from(["warren", "http", "3000", "--random", "--subdomain", "a"]);
         assert!(parsed.is_err());
+        for conflicting in ["--subdomain", "--random"] {
+            let mut argv = vec!["warren", "http", "3000", "--domain", "app.example.com"];
+            argv.push(conflicting);
+            if conflicting == "--subdomain" {
+                argv.push("a");
+            }
+            assert!(Cli::try_parse_from(argv).is_err(), "{conflicting}");
+        }
         let parsed = Cli::try_parse_from([
             "warren", "tokens", "create", "--scope", "read", "--scope", "manage",
         ]);

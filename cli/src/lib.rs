@@ -5,7 +5,7 @@
 //! - `args.rs`: the command line (clap).
 //! - `agent/`: the agent: connect, serve streams, forward to the local service, reconnect.
 //! - `commands/`: one file per command group (`login`/`logout`, `tokens`, `subdomains`,
-//!   `tunnels`, `history`, `regions`, `http`).
+//!   `domains`, `tunnels`, `history`, `regions`, `http`).
 //! - `config.rs`: the saved login (`~/.config/warren/config.toml`).
 //! - `control_client.rs`: the REST client for control; `api.rs`: the bodies it reads.
 //! - `dev.rs`: `warren dev`.
@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Logout => commands::account::logout(printer),
         Command::Tokens(command) => commands::tokens::run(command, printer).await,
         Command::Subdomains(command) => commands::subdomains::run(command, printer).await,
+        Command::Domains(command) => commands::domains::run(command, printer).await,
         Command::Tunnels { command } => commands::tunnels::run(command, printer).await,
         Command::History(args) => commands::history::run(args, printer).await,
         Command::Regions => commands::regions::run(printer).await,

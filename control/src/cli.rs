@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use warren_control::dns::DnsResolver;
 use warren_control::{AppState, ControlConfig, RegionConfig};
 
 #[derive(Debug, Parser)]
@@ -85,6 +86,10 @@ struct ServeArgs {
         default_value_t = 10
     )]
     auth_failures_per_minute: u32,
+    /// The DNS server (IP:PORT) that custom domains' TXT and CNAME records are looked up at;
+    /// default: the system's resolvers (/etc/resolv.conf).
+    #[arg(long, env = "WARREN_CONTROL_DNS_RESOLVER")]
+    dns_resolver: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, env = "WARREN_CONTROL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -145,6 +150,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         regions,
         edge_secret: args.edge_secret.filter(|s| !s.is_empty()),
         grant_ttl: Duration::from_secs(args.grant_ttl_secs),
+        dns_resolver: args
+            .dns_resolver
+            .map_or(DnsResolver::System, DnsResolver::At),
     };
     let state = AppState::open(config).await?;
     state.set_auth_failure_limit(args.auth_failures_per_minute);

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use warren_proto::grant::DEFAULT_GRANT_TTL_SECS;
 
+use crate::dns::DnsResolver;
+
 /// Everything control needs to run; the binary builds it from flags, `warren dev` and tests
 /// build it directly.
 #[derive(Clone)]
@@ -18,6 +20,8 @@ pub struct ControlConfig {
     pub edge_secret: Option<String>,
     /// How long a grant is valid.
     pub grant_ttl: Duration,
+    /// Where custom domains' DNS records are looked up.
+    pub dns_resolver: DnsResolver,
 }
 
 impl ControlConfig {
@@ -29,6 +33,7 @@ impl ControlConfig {
             regions: Vec::new(),
             edge_secret: None,
             grant_ttl: Duration::from_secs(DEFAULT_GRANT_TTL_SECS),
+            dns_resolver: DnsResolver::System,
         }
     }
 }
@@ -44,6 +49,7 @@ impl std::fmt::Debug for ControlConfig {
                 &self.edge_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("grant_ttl", &self.grant_ttl)
+            .field("dns_resolver", &self.dns_resolver)
             .finish()
     }
 }

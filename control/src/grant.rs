@@ -113,6 +113,7 @@ mod tests {
             protocol: TunnelProtocol::Http,
             hostname: "h.example".into(),
             region: "eu".into(),
+            custom_domain: false,
         };
         let jwt = sign(&key, &claims).expect("signs");
         let (input, sig) = jwt.rsplit_once('.').expect("three parts");

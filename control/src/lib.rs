@@ -1,4 +1,5 @@
-//! Warren's control plane: accounts, API tokens, subdomain claims, tunnel grants and history.
+//! Warren's control plane: accounts, API tokens, subdomain claims, custom domains, tunnel
+//! grants and history.
 //!
 //! A library with a thin binary (`warren-control`): the binary, `warren dev` and the tests
 //! all call [`AppState::open`], [`app`] and [`serve`]. PostgreSQL in production, SQLite as the
@@ -11,6 +12,7 @@
 //!   extractors, the failed-authentication limiter
 //! - `accounts.rs`: account and token operations shared by API, binary and `warren dev`
 //! - `grant.rs`: Ed25519 JWT signing and the JWKS
+//! - `dns.rs`: TXT and CNAME lookups that verify custom domains
 //! - `api/`: the routes (one file per resource), extractors, the OpenAPI document
 //! - `store/`: SQL, one file per table; `events.rs` applies edge reports idempotently
 //! - `error.rs`: [`ApiError`] → `application/problem+json`
@@ -22,6 +24,7 @@ mod accounts;
 pub mod api;
 mod auth;
 pub mod config;
+pub mod dns;
 pub mod error;
 mod grant;
 mod state;

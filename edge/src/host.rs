@@ -2,6 +2,7 @@
 
 use crate::error::EdgeError;
 use http::Request;
+use warren_proto::names::CustomDomain;
 
 /// Where a request is addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +11,9 @@ pub enum Target {
     Apex,
     /// A tunnel hostname (`NAME.<domain>`), lowercased, without port.
     Tunnel(String),
+    /// A hostname outside every domain of the edge: a tunnel only if a session serves it under
+    /// a grant for that custom domain (`GrantClaims::custom_domain`), else an unknown host.
+    Custom(String),
 }
 
 /// The host a request names, lowercased and without port: the authority of an absolute-form
@@ -44,16 +48,20 @@ pub fn classify_among<'a>(
     host: &str,
     domains: impl Iterator<Item = &'a str>,
 ) -> Result<Target, EdgeError> {
-    let mut outcome = Err(EdgeError::UnknownHost {
-        host: host.to_string(),
-    });
+    let mut outside_all = true;
     for domain in domains {
-        outcome = classify(host, domain);
-        if outcome.is_ok() {
-            break;
+        if let Ok(target) = classify(host, domain) {
+            return Ok(target);
         }
+        outside_all &= !host.ends_with(&format!(".{domain}"));
     }
-    outcome
+    // `a.b.<domain>` stays unknown; a name outside all of them may be a custom domain.
+    if outside_all && CustomDomain::parse(host).is_ok_and(|d| d.as_str() == host) {
+        return Ok(Target::Custom(host.to_string()));
+    }
+    Err(EdgeError::UnknownHost {
+        host: host.to_string(),
+    })
 }
 
 /// Classifies `host` against the edge's `domain`.
@@ -99,6 +107,29 @@ mod tests {
         assert!(classify("a.b.localhost", "localhost").is_err());
         assert!(classify("evil-localhost", "localhost").is_err());
         assert!(classify("example.com", "localhost").is_err());
+    }
+
+    #[test]
+    fn hosts_outside_every_domain_may_be_custom_domains() {
+        let domains = || ["eu.example.net", "localhost"].into_iter();
+        let custom = |host: &str| classify_among(host, domains()).ok();
+        assert_eq!(
+            custom("app.example.com"),
+            Some(Target::Custom("app.example.com".into()))
+        );
+        assert_eq!(
+            custom("demo.eu.example.net"),
+            Some(Target::Tunnel("demo.eu.example.net".into()))
+        );
+        assert_eq!(custom("localhost"), Some(Target::Apex));
+        for unknown in [
+            "a.b.eu.example.net",
+            "a.b.localhost",
+            "evil-localhost",
+            "com",
+        ] {
+            assert!(custom(unknown).is_none(), "{unknown}");
+        }
     }
 
     #[test]

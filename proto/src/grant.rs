@@ -36,8 +36,41 @@ pub struct GrantClaims {
     /// The API token the tunnel was requested with.
     pub token_id: String,
     pub protocol: TunnelProtocol,
-    /// The full public hostname, e.g. `demo.eu.example.net`.
+    /// The full public hostname, e.g. `demo.eu.example.net`, or a verified custom domain.
     pub hostname: String,
     /// The region whose edges may serve it.
     pub region: String,
+    /// `hostname` is a custom domain whose ownership control verified (DNS TXT and CNAME), not
+    /// a name under the region's domain. Absent in grants of older controls (then `false`), and
+    /// left out when `false` so older edges still read new grants for subdomains.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub custom_domain: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_domain_defaults_to_false_and_is_omitted_when_false() {
+        let old = r#"{"iss":"i","aud":"a","sub":"s","iat":1,"exp":2,"jti":"j","tunnel_id":"t",
+            "token_id":"k","protocol":"http","hostname":"h.eu.example.net","region":"eu"}"#;
+        let claims: GrantClaims = serde_json::from_str(old).expect("old grants parse");
+        assert!(!claims.custom_domain);
+        let json = serde_json::to_string(&claims).expect("serialises");
+        assert!(!json.contains("custom_domain"), "{json}");
+        let custom = GrantClaims {
+            custom_domain: true,
+            hostname: "app.example.com".into(),
+            ..claims
+        };
+        let json = serde_json::to_string(&custom).expect("serialises");
+        assert!(json.contains(r#""custom_domain":true"#), "{json}");
+        let back: GrantClaims = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, custom);
+    }
 }

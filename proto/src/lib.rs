@@ -13,7 +13,7 @@
 //! - [`control`]: the JSON messages carried by control frames (handshake, events).
 //! - [`mux`]: the stream multiplexer: stream states, flow-control windows, heartbeats, GOAWAY.
 //! - [`ids`]: stream, tunnel and session identifiers.
-//! - [`names`]: subdomain rules and the stable default name.
+//! - [`names`]: subdomain rules, the stable default name, custom domain rules.
 //! - [`grant`]: the claims of the signed ticket control issues and edges verify.
 //! - [`report`]: what an edge reports to control about its sessions.
 //! - [`error`]: protocol errors and stream reset codes.

@@ -1,4 +1,5 @@
-//! Subdomain names: validation of requested names and the stable default name.
+//! Names: subdomains (validation of requested names and the stable default name) and custom
+//! domains (a whole hostname an account proves it owns).
 
 use sha2::{Digest, Sha256};
 
@@ -95,9 +96,168 @@ impl std::fmt::Display for Subdomain {
     }
 }
 
+/// The longest hostname DNS can carry (RFC 1035: 255 octets on the wire, 253 as text).
+pub const MAX_HOSTNAME_LEN: usize = 253;
+
+/// A custom domain: a lowercase fully qualified hostname of at least two labels, e.g.
+/// `app.example.com`. Not an IP address, no wildcard, no trailing dot, ASCII only
+/// (internationalised names in their `xn--` form).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomDomain(String);
+
+impl CustomDomain {
+    /// Parses a hostname (case-insensitive; one trailing dot is dropped). The error is a
+    /// sentence for the user.
+    pub fn parse(raw: &str) -> Result<CustomDomain, String> {
+        let shown: String = raw.chars().take(80).collect();
+        let name = raw.trim().strip_suffix('.').unwrap_or(raw.trim());
+        let name = name.to_ascii_lowercase();
+        if name.is_empty() {
+            return Err("the domain is empty; give a hostname such as app.example.com".into());
+        }
+        if name.len() > MAX_HOSTNAME_LEN {
+            return Err(format!(
+                "domain {shown:?}... is longer than {MAX_HOSTNAME_LEN} characters"
+            ));
+        }
+        if !name.is_ascii() {
+            return Err(format!(
+                "domain {shown:?} has non-ASCII characters; give its punycode (xn--) form"
+            ));
+        }
+        let unbracketed = name.trim_start_matches('[').trim_end_matches(']');
+        if unbracketed.parse::<std::net::IpAddr>().is_ok() {
+            return Err(format!(
+                "{shown:?} is an IP address; give a hostname such as app.example.com"
+            ));
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() < 2 {
+            return Err(format!(
+                "domain {shown:?} is not fully qualified; give a hostname such as app.example.com"
+            ));
+        }
+        for label in &labels {
+            check_label(label, &shown)?;
+        }
+        let tld = labels[labels.len() - 1];
+        if tld.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "domain {shown:?} ends in a number, which no top-level domain is; give a hostname"
+            ));
+        }
+        if tld == "localhost" {
+            return Err(format!(
+                "domain {shown:?} is under localhost, which never resolves to an edge"
+            ));
+        }
+        Ok(CustomDomain(name))
+    }
+
+    /// True when this name is `domain` or under it (`a.b.domain`).
+    pub fn is_within(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.0 == domain
+            || self
+                .0
+                .strip_suffix(&domain)
+                .is_some_and(|rest| rest.ends_with('.'))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CustomDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn check_label(label: &str, shown: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err(format!(
+            "domain {shown:?} has an empty label (two dots in a row?)"
+        ));
+    }
+    if label.len() > 63 {
+        return Err(format!(
+            "domain {shown:?} has a label longer than 63 characters"
+        ));
+    }
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(format!(
+            "domain {shown:?} may contain only letters, digits, hyphens and dots (no wildcard)"
+        ));
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err(format!(
+            "domain {shown:?} has a label that starts or ends with a hyphen"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_domains_are_lowercased_fqdns() {
+        for (raw, want) in [
+            ("App.Example.COM", "app.example.com"),
+            ("app.example.com.", "app.example.com"),
+            ("example.com", "example.com"),
+            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+            ("a-1.b2.example.co.uk", "a-1.b2.example.co.uk"),
+        ] {
+            assert_eq!(
+                CustomDomain::parse(raw).map(|d| d.0),
+                Ok(want.to_string()),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_custom_domains_are_refused_with_a_reason() {
+        let long_label = format!("{}.example.com", "x".repeat(64));
+        let long_name = format!("{}example.com", "abcdefghi.".repeat(25));
+        for (raw, why) in [
+            ("", "empty"),
+            ("localhost", "fully qualified"),
+            ("app", "fully qualified"),
+            ("10.0.0.1", "IP address"),
+            ("::1", "IP address"),
+            ("[::1]", "IP address"),
+            ("1.2.3.4.5", "number"),
+            ("a..example.com", "empty label"),
+            ("*.example.com", "no wildcard"),
+            ("a_b.example.com", "only letters"),
+            ("-a.example.com", "hyphen"),
+            ("bücher.example", "punycode"),
+            ("app.localhost", "localhost"),
+            (long_label.as_str(), "63"),
+            (long_name.as_str(), "253"),
+        ] {
+            let err = CustomDomain::parse(raw).expect_err(raw);
+            assert!(err.contains(why), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn within_is_by_whole_labels() {
+        let d = CustomDomain::parse("a.eu.example.net").expect("valid");
+        assert!(d.is_within("eu.example.net"));
+        assert!(d.is_within("EU.example.net."));
+        assert!(d.is_within("a.eu.example.net"));
+        assert!(!d.is_within("u.example.net"));
+        assert!(!d.is_within("b.a.eu.example.net"));
+    }
 
     #[test]
     fn accepts_dns_labels_and_lowercases() {

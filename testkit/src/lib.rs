@@ -8,12 +8,14 @@
 //! - `cluster`: an edge and agents, started through the same `run` functions as the binaries.
 //! - `multi`: several edges of one cluster on loopback addresses, sharing a real Redis.
 //! - `client`: HTTP/1.1 and WebSocket helpers that set an arbitrary `Host` (tunnels route by it).
+//! - `challtestsrv`: a real DNS server (`pebble-challtestsrv`) whose TXT and CNAME records tests set.
 //! - `redis`: real `redis-server` processes (one, or a Redis Cluster) on free loopback ports.
 //! - `latency_proxy`: a TCP proxy that adds a (changeable) delay each way, for latency tests.
 //! - `http`: end-to-end helpers: a whole tunnel in one call, raw HTTP/1.x, HTTP/2, a scripted
 //!   origin, process memory.
 
 pub mod balancer;
+pub mod challtestsrv;
 pub mod client;
 pub mod cluster;
 pub mod http;

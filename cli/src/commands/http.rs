@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
-use warren_proto::names::Subdomain;
+use warren_proto::names::{CustomDomain, Subdomain};
 
 pub async fn run(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
     // What is wrong on the command line itself comes first, before any network call and even
@@ -32,6 +32,9 @@ pub async fn run(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
     let local = parse_local(&args.port, &args.local_host).map_err(anyhow::Error::msg)?;
     if let Some(name) = &args.subdomain {
         Subdomain::parse(name).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(domain) = &args.domain {
+        CustomDomain::parse(domain).map_err(anyhow::Error::msg)?;
     }
     match args.edge.clone() {
         Some(edge) => standalone(&edge, args, local, printer).await,
@@ -75,11 +78,17 @@ async fn granted(args: HttpArgs, local: LocalTarget, printer: Printer) -> anyhow
     let client = ControlClient::new(&login.control, Some(login.token))?;
     let shutdown = CancellationToken::new();
     signals::on_interrupt(shutdown.clone());
-    let region = choose_region(&client, &args.region, printer).await?;
+    // A custom domain's CNAME points at its region: run there unless told otherwise.
+    let region = if args.domain.is_some() && args.region == "auto" {
+        None
+    } else {
+        choose_region(&client, &args.region, printer).await?
+    };
     let request = TunnelRequest {
         subdomain: args.subdomain,
         random: args.random,
         region,
+        domain: args.domain,
     };
     let first = open_tunnel(&client, &request, &local).await?;
     run_granted(client, first, local, printer, shutdown).await
@@ -134,6 +143,8 @@ pub struct TunnelRequest {
     pub subdomain: Option<String>,
     pub random: bool,
     pub region: Option<String>,
+    /// A verified custom domain instead of a subdomain.
+    pub domain: Option<String>,
 }
 
 /// `POST /v1/tunnels`.
@@ -153,6 +164,9 @@ pub async fn open_tunnel(
     }
     if let Some(region) = &args.region {
         body.insert("region".into(), json!(region));
+    }
+    if let Some(domain) = &args.domain {
+        body.insert("domain".into(), json!(domain));
     }
     let value = client.post("/v1/tunnels", &Value::Object(body)).await?;
     api::decode(value)
@@ -177,13 +191,12 @@ pub async fn run_granted(
         !label.is_empty() && !first.grant.is_empty(),
         "control granted a tunnel without a hostname or grant: is control up to date?"
     );
+    // A custom domain is not `NAME.<edge domain>`: the edge takes the grant's hostname.
+    let subdomain = (!first.custom_domain).then_some(label);
     let mut options = AgentOptions::new(
         &first.edge_url,
         String::new(),
-        vec![TunnelSpec {
-            local,
-            subdomain: Some(label),
-        }],
+        vec![TunnelSpec { local, subdomain }],
     )
     .map_err(|e| anyhow::anyhow!("control named an edge this warren cannot use: {e}"))?;
     let (sender, receiver) = grant::channel(Grant {

@@ -2,6 +2,7 @@
 //! sentence) for people and, with `--json`, control's own JSON for scripts.
 
 pub mod account;
+pub mod domains;
 pub mod history;
 pub mod http;
 pub mod regions;

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the OpenAPI document generated from them, and the problem+json
 //! answers for everything no route handles (404, 405, oversized bodies).
 
+pub mod domains;
 mod extract;
 pub mod me;
 pub mod regions;
@@ -29,7 +30,7 @@ pub use extract::MAX_BODY_BYTES;
 #[openapi(
     info(
         title = "Warren control",
-        description = "Accounts, API tokens, subdomain claims, tunnel grants and history of a \
+        description = "Accounts, API tokens, subdomain claims, custom domains, tunnel grants and history of a \
                        Warren tunnel relay. Authenticate with `Authorization: Bearer wrn_...`. \
                        Errors are `application/problem+json` (RFC 9457).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
@@ -39,6 +40,7 @@ pub use extract::MAX_BODY_BYTES;
         (name = "accounts", description = "The caller's account; admin: all accounts"),
         (name = "tokens", description = "API tokens (shown once, stored hashed)"),
         (name = "subdomains", description = "Subdomain claims, unique system-wide"),
+        (name = "domains", description = "Custom domains: add, prove ownership through DNS, tunnel to"),
         (name = "tunnels", description = "Grants, live tunnels, history"),
         (name = "regions", description = "Where tunnels can run"),
         (name = "grants", description = "Public keys that verify grants"),
@@ -131,6 +133,9 @@ fn api_router() -> OpenApiRouter<AppState> {
             subdomains::list_subdomains
         ))
         .routes(routes!(subdomains::delete_subdomain))
+        .routes(routes!(domains::create_domain, domains::list_domains))
+        .routes(routes!(domains::domain, domains::delete_domain))
+        .routes(routes!(domains::verify_domain))
         .routes(routes!(tunnels::create_tunnel, tunnels::live_tunnels))
         .routes(routes!(tunnels::close_tunnel))
         .routes(routes!(tunnels::renew_grant))

@@ -10,6 +10,7 @@ use warren_proto::control::TunnelProtocol;
 use warren_proto::grant::{GRANT_AUDIENCE, GRANT_ISSUER, GrantClaims};
 use warren_proto::names::Subdomain;
 
+use super::domains::parse_hostname;
 use super::extract::ApiJson;
 use super::subdomains::{claim_name, taken};
 use super::view::Tunnel;
@@ -17,6 +18,7 @@ use crate::auth::{Caller, Scope};
 use crate::config::RegionConfig;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
+use crate::store::domains::DomainRow;
 use crate::store::tunnels::TunnelRow;
 use crate::store::{now_ms, random_hex};
 
@@ -44,6 +46,10 @@ pub struct NewTunnel {
     /// A random name instead of the stable default (ignored when `subdomain` is given).
     #[serde(default)]
     pub random: bool,
+    /// A verified custom domain of the account to serve instead of a subdomain (see
+    /// `/v1/domains`); the tunnel runs in the domain's region unless `region` says otherwise.
+    #[schema(max_length = 253, example = "app.example.com")]
+    pub domain: Option<String>,
     /// A region id; `auto` or omitted = the default region.
     pub region: Option<String>,
     /// Where the agent forwards to; seeds the stable default name.
@@ -64,6 +70,9 @@ pub struct TunnelGrant {
     pub grant: String,
     /// Unix seconds.
     pub grant_expires_at: u64,
+    /// `hostname` is a custom domain of the account (not a name under the region's domain):
+    /// the agent asks the edge for the grant's hostname instead of a subdomain.
+    pub custom_domain: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -75,10 +84,10 @@ pub struct TunnelList {
     request_body = NewTunnel,
     responses(
         (status = 201, description = "Tunnel recorded; here is its grant", body = TunnelGrant),
-        (status = 403, description = "The token lacks the tunnel scope", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the tunnel scope, or the custom domain is not verified yet", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is claimed by another account", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown region", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or reserved name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown region, or the account has no such custom domain", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or reserved name, or both subdomain and domain", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_tunnel(
     State(state): State<AppState>,
@@ -86,34 +95,37 @@ pub async fn create_tunnel(
     ApiJson(body): ApiJson<NewTunnel>,
 ) -> ApiResult<(StatusCode, Json<TunnelGrant>)> {
     caller.require(Scope::Tunnel, "opening tunnels")?;
-    let region = state.region(body.region.as_deref()).ok_or_else(|| {
-        let known: Vec<&str> = state
-            .config()
-            .regions
-            .iter()
-            .map(|r| r.id.as_str())
-            .collect();
-        ApiError::NotFound(format!(
-            "unknown region {:?}; known regions: {}, or auto",
-            body.region.as_deref().unwrap_or_default(),
-            known.join(", ")
-        ))
-    })?;
     let local_addr = body.local_addr.unwrap_or_default();
     if local_addr.len() > 255 {
         return Err(ApiError::Unprocessable(
             "local_addr must be at most 255 characters".into(),
         ));
     }
-    let name = pick_name(
-        &state,
-        &caller,
-        body.subdomain.as_deref(),
-        body.random,
-        &local_addr,
-    )
-    .await?;
-    let hostname = format!("{name}.{}", region.domain);
+    let (region, hostname) = match body.domain.as_deref() {
+        Some(domain) => {
+            if body.subdomain.is_some() {
+                return Err(ApiError::Unprocessable(
+                    "give either subdomain or domain, not both".into(),
+                ));
+            }
+            let domain = usable_domain(&state, &caller, domain).await?;
+            // A custom domain's tunnels run in its region unless another is asked for.
+            let region = region_or_404(&state, body.region.as_deref().or(Some(&domain.region)))?;
+            (region, domain.hostname)
+        }
+        None => {
+            let region = region_or_404(&state, body.region.as_deref())?;
+            let name = pick_name(
+                &state,
+                &caller,
+                body.subdomain.as_deref(),
+                body.random,
+                &local_addr,
+            )
+            .await?;
+            (region, format!("{name}.{}", region.domain))
+        }
+    };
     let row = TunnelRow {
         id: format!("tun_{}", random_hex(8)),
         account_id: caller.account.id.clone(),
@@ -146,8 +158,49 @@ pub async fn create_tunnel(
     state.db().insert_tunnel(&row).await?;
     Ok((
         StatusCode::CREATED,
-        Json(grant_body(region, &row, grant, exp)),
+        Json(grant_body(&state, region, &row, grant, exp)),
     ))
+}
+
+/// The region with this id (`None` or `auto`: the default region), or a 404 listing them.
+pub fn region_or_404<'a>(state: &'a AppState, id: Option<&str>) -> ApiResult<&'a RegionConfig> {
+    state.region(id).ok_or_else(|| {
+        let known: Vec<&str> = state
+            .config()
+            .regions
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        ApiError::NotFound(format!(
+            "unknown region {:?}; known regions: {}, or auto",
+            id.unwrap_or_default(),
+            known.join(", ")
+        ))
+    })
+}
+
+/// The caller's verified custom domain `raw`: 404 if the account has no such domain (whoever
+/// else holds it), 403 while it is not verified.
+async fn usable_domain(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<DomainRow> {
+    let hostname = parse_hostname(state, raw)?;
+    let row = state
+        .db()
+        .domain_by_hostname(hostname.as_str())
+        .await?
+        .filter(|d| d.account_id == caller.account.id)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "{hostname} is not one of this account's domains; add it with `warren domains \
+                 add {hostname}` (POST /v1/domains), create the DNS records it prints, then verify it"
+            ))
+        })?;
+    if !row.is_verified() {
+        return Err(ApiError::Forbidden(format!(
+            "{hostname} is not verified yet, so no tunnel may serve it: create the CNAME and TXT \
+             records `warren domains add` printed, then run `warren domains verify {hostname}`"
+        )));
+    }
+    Ok(row)
 }
 
 async fn pick_name(
@@ -207,12 +260,29 @@ async fn sign_grant(state: &AppState, row: &TunnelRow) -> ApiResult<(String, u64
         protocol: TunnelProtocol::Http,
         hostname: row.hostname.clone(),
         region: row.region.clone(),
+        custom_domain: is_custom_domain(state, row),
     };
     let jwt = crate::grant::sign(&key, &claims).map_err(anyhow::Error::new)?;
     Ok((jwt, exp))
 }
 
-fn grant_body(region: &RegionConfig, row: &TunnelRow, grant: String, exp: u64) -> TunnelGrant {
+/// True when the tunnel's hostname is not a name under its region's domain.
+fn is_custom_domain(state: &AppState, row: &TunnelRow) -> bool {
+    let under_region = state.region(Some(&row.region)).is_some_and(|region| {
+        row.hostname
+            .strip_suffix(&region.domain)
+            .is_some_and(|label| label.ends_with('.'))
+    });
+    !under_region
+}
+
+fn grant_body(
+    state: &AppState,
+    region: &RegionConfig,
+    row: &TunnelRow,
+    grant: String,
+    exp: u64,
+) -> TunnelGrant {
     TunnelGrant {
         tunnel_id: row.id.clone(),
         hostname: row.hostname.clone(),
@@ -221,6 +291,7 @@ fn grant_body(region: &RegionConfig, row: &TunnelRow, grant: String, exp: u64) -
         edge_url: region.tunnel_url.clone(),
         grant,
         grant_expires_at: exp,
+        custom_domain: is_custom_domain(state, row),
     }
 }
 
@@ -230,7 +301,7 @@ fn grant_body(region: &RegionConfig, row: &TunnelRow, grant: String, exp: u64) -
         (status = 200, description = "A fresh grant for the same tunnel", body = TunnelGrant),
         (status = 403, description = "The token lacks the tunnel scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tunnel in this account", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "The tunnel was closed through the API", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The tunnel was closed through the API, or its custom domain was removed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn renew_grant(
     State(state): State<AppState>,
@@ -254,12 +325,22 @@ pub async fn renew_grant(
             row.region
         ))
     })?;
+    if is_custom_domain(&state, &row) {
+        let held = state.db().domain_by_hostname(&row.hostname).await?;
+        if !held.is_some_and(|d| d.account_id == caller.account.id && d.is_verified()) {
+            return Err(ApiError::Gone(format!(
+                "{} is no longer a verified domain of this account; add and verify it again \
+                 (`warren domains add`)",
+                row.hostname
+            )));
+        }
+    }
     let (grant, exp) = sign_grant(&state, &row).await?;
     state
         .db()
         .set_grant_expiry(&row.id, i64::try_from(exp).unwrap_or(i64::MAX))
         .await?;
-    Ok(Json(grant_body(region, &row, grant, exp)))
+    Ok(Json(grant_body(&state, region, &row, grant, exp)))
 }
 
 fn not_found(id: &str) -> ApiError {

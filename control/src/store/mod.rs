@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod claims;
+pub mod domains;
 mod events;
 pub mod keys;
 pub mod tokens;
@@ -31,8 +32,14 @@ pub struct Db {
 }
 
 /// The embedded migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "domains",
+        include_str!("../../migrations/0002_domains.sql"),
+    ),
+];
 
 impl Db {
     /// Connects; SQLite gets one connection (it serialises writers anyway, and one connection

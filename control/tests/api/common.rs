@@ -180,6 +180,16 @@ impl Ctx {
         transport: Transport,
         regions: Vec<RegionConfig>,
     ) -> Ctx {
+        Ctx::with_config(backend, transport, regions, |_| {}).await
+    }
+
+    /// A context whose config `configure` changes before control opens.
+    pub async fn with_config(
+        backend: Backend,
+        transport: Transport,
+        regions: Vec<RegionConfig>,
+        configure: impl FnOnce(&mut ControlConfig),
+    ) -> Ctx {
         let (url, guard) = match backend {
             Backend::Postgres => create_pg_database().await,
             Backend::Sqlite => {
@@ -194,6 +204,7 @@ impl Ctx {
         let mut config = ControlConfig::new(url, "http://127.0.0.1:8081");
         config.regions = regions;
         config.edge_secret = Some(EDGE_SECRET.into());
+        configure(&mut config);
         let state = AppState::open(config).await.expect("control opens");
         let (_, admin) = warren_control::create_account(&state, "admin@example.com", true)
             .await
@@ -391,3 +402,40 @@ macro_rules! api_tests {
     )*};
 }
 pub(crate) use api_tests;
+
+/// Like [`api_tests!`], for tests that need a real DNS server: each gets a fresh
+/// `pebble-challtestsrv` (`$dns`) and a control that looks records up there.
+macro_rules! dns_api_tests {
+    ($(async fn $name:ident($ctx:ident: &Ctx, $dns:ident: &ChallTestSrv) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use crate::challtestsrv::ChallTestSrv;
+            use crate::common::{Backend, Ctx, Transport, region, region_us};
+            use warren_control::dns::DnsResolver;
+
+            async fn run($ctx: &Ctx, $dns: &ChallTestSrv) $body
+
+            async fn go(backend: Backend, transport: Transport) {
+                let dns = ChallTestSrv::start().expect("pebble-challtestsrv starts");
+                let at = DnsResolver::At(dns.dns);
+                let ctx = Ctx::with_config(backend, transport, vec![region(), region_us()], |c| {
+                    c.dns_resolver = at;
+                })
+                .await;
+                run(&ctx, &dns).await;
+                ctx.finish().await;
+            }
+
+            #[tokio::test]
+            async fn pg_oneshot() { go(Backend::Postgres, Transport::Oneshot).await }
+            #[tokio::test]
+            async fn pg_http() { go(Backend::Postgres, Transport::Http).await }
+            #[tokio::test]
+            async fn sqlite_oneshot() { go(Backend::Sqlite, Transport::Oneshot).await }
+            #[tokio::test]
+            async fn sqlite_http() { go(Backend::Sqlite, Transport::Http).await }
+        }
+    )*};
+}
+pub(crate) use dns_api_tests;

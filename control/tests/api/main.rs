@@ -5,7 +5,10 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates a fresh database there.
 
 mod accounts;
+#[path = "../../../testkit/src/challtestsrv.rs"]
+mod challtestsrv;
 mod common;
+mod domains;
 mod errors;
 mod grants;
 mod history;

@@ -142,6 +142,7 @@ mod tests {
             protocol: TunnelProtocol::Http,
             hostname: "demo.localhost".into(),
             region: "local".into(),
+            custom_domain: false,
         }
     }
 

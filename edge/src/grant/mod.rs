@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use warren_proto::control::{Reject, RejectCode};
 use warren_proto::grant::{GRANT_AUDIENCE, GRANT_ISSUER, GrantClaims};
+use warren_proto::names::CustomDomain;
 
 /// How often the key set is refreshed in the background.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
@@ -135,12 +136,7 @@ impl GrantVerifier {
                 inner.region
             )));
         }
-        let host = claims.hostname.to_ascii_lowercase();
-        let served_here = host
-            .strip_suffix(&inner.domain)
-            .and_then(|label| label.strip_suffix('.'))
-            .is_some_and(|label| !label.is_empty() && !label.contains('.'));
-        if !served_here {
+        if !inner.serves(claims) {
             return Err(forbidden(format!(
                 "the grant is for {:?}, which this edge (domain {}) does not serve: connect to \
                  the edge control named with the grant",
@@ -159,6 +155,20 @@ impl GrantVerifier {
 }
 
 impl Inner {
+    /// A grant names either `NAME.<domain>` or, marked `custom_domain`, a hostname outside the
+    /// edge's domain whose ownership control verified (the edge cannot check DNS itself; it
+    /// trusts control's signature, and refuses names that are not hostnames at all).
+    fn serves(&self, claims: &GrantClaims) -> bool {
+        let host = claims.hostname.to_ascii_lowercase();
+        if claims.custom_domain {
+            return CustomDomain::parse(&host)
+                .is_ok_and(|d| d.as_str() == host && !d.is_within(&self.domain));
+        }
+        host.strip_suffix(&self.domain)
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.'))
+    }
+
     async fn refresh(&self) -> Result<usize, ControlHttpError> {
         let jwks: jwks::Jwks = self.http.get_json(jwks::JWKS_PATH).await?;
         let (keys, skipped) = jwks.keys_by_id();
@@ -300,6 +310,7 @@ mod tests {
             protocol: TunnelProtocol::Http,
             hostname: "demo.eu.example.net".into(),
             region: "eu".into(),
+            custom_domain: false,
         }
     }
 
@@ -330,6 +341,37 @@ mod tests {
             "demoeu.example.net",
         ] {
             let mut c = claims();
+            c.hostname = host.into();
+            assert_eq!(
+                code(v.check(&c, 1500)),
+                Some(RejectCode::Forbidden),
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn custom_domains_need_the_explicit_claim() {
+        let v = verifier();
+        let mut c = claims();
+        c.hostname = "app.example.com".into();
+        assert_eq!(
+            code(v.check(&c, 1500)),
+            Some(RejectCode::Forbidden),
+            "a foreign hostname without custom_domain"
+        );
+        c.custom_domain = true;
+        assert_eq!(code(v.check(&c, 1500)), None);
+        for host in [
+            "eu.example.net",
+            "a.b.eu.example.net",
+            "10.0.0.1",
+            "localhost",
+            "*.example.com",
+            "",
+        ] {
+            let mut c = claims();
+            c.custom_domain = true;
             c.hostname = host.into();
             assert_eq!(
                 code(v.check(&c, 1500)),

@@ -56,7 +56,7 @@ pub async fn handle(
         started: Instant::now(),
     };
     let hostname = match host::classify_among(&host::request_host(&req)?, state.config.domains())? {
-        Target::Tunnel(hostname) => hostname,
+        Target::Tunnel(hostname) | Target::Custom(hostname) => hostname,
         Target::Apex => return Err(EdgeError::NotFound),
     };
     // No second hop: if this edge lost the session meanwhile (or it is draining while its

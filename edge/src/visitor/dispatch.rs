@@ -71,6 +71,17 @@ async fn route(
             // agent is moving to another edge).
             _ => hold::elsewhere(state, hostname, req, ctx).await,
         },
+        // A custom domain: served like a tunnel hostname when a session (here or on another
+        // edge) holds its route; otherwise the name is simply not one of this Warren's.
+        Target::Custom(hostname) => match state.registry.lookup(&hostname) {
+            Some(tunnel) if !tunnel.session.is_going_away() => {
+                forward::forward(state, tunnel, req, ctx).await
+            }
+            _ => match hold::elsewhere(state, hostname, req, ctx).await {
+                Err(EdgeError::UnknownTunnel { host }) => Err(EdgeError::UnknownHost { host }),
+                other => other,
+            },
+        },
     }
 }
 

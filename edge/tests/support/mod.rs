@@ -203,6 +203,7 @@ pub fn claims(name: &str) -> GrantClaims {
         protocol: TunnelProtocol::Http,
         hostname: format!("{name}.localhost"),
         region: REGION.into(),
+        custom_domain: false,
     }
 }
 
