@@ -368,6 +368,14 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start(grant_ttl: Duration) -> anyhow::Result<TestCluster> {
+        TestCluster::start_with(grant_ttl, |_| {}).await
+    }
+
+    /// Like [`TestCluster::start`], with control's config changed by `configure` first.
+    pub async fn start_with(
+        grant_ttl: Duration,
+        configure: impl FnOnce(&mut ControlConfig),
+    ) -> anyhow::Result<TestCluster> {
         let db = tempfile::tempdir()?;
         let edge_listener = TcpListener::bind("127.0.0.1:0").await?;
         let edge_addr = edge_listener.local_addr()?;
@@ -393,6 +401,7 @@ impl TestCluster {
         }];
         config.edge_secret = Some(edge_secret.clone());
         config.grant_ttl = grant_ttl;
+        configure(&mut config);
         let state = AppState::open(config).await?;
         let email = format!("user{:x}@example.com", rand::random::<u32>());
         let (_, token) = warren_control::create_account(&state, &email, false).await?;
