@@ -23,7 +23,7 @@ async fn a_verified_custom_domain_serves_visitors() -> anyhow::Result<()> {
     let dns = ChallTestSrv::start()?;
     let resolver = DnsResolver::At(dns.dns);
     let origin = Origin::start().await?;
-    let cluster = TestCluster::start_with(Duration::from_secs(3600), |c| {
+    let cluster = TestCluster::start_configured(Duration::from_secs(3600), None, |c| {
         c.dns_resolver = resolver;
     })
     .await?;

@@ -22,6 +22,12 @@ pub struct ControlConfig {
     pub grant_ttl: Duration,
     /// Where custom domains' DNS records are looked up.
     pub dns_resolver: DnsResolver,
+    /// The cluster's Redis (`redis://...` or `redis+cluster://a,b,c`): control reads session
+    /// events from its stream and publishes closes on it. `None`: edges report over HTTP.
+    pub redis_url: Option<String>,
+    /// This control instance's name in the events consumer group; stable across restarts so
+    /// a restarted control finds the entries it had read but not applied.
+    pub instance_id: String,
 }
 
 impl ControlConfig {
@@ -34,6 +40,8 @@ impl ControlConfig {
             edge_secret: None,
             grant_ttl: Duration::from_secs(DEFAULT_GRANT_TTL_SECS),
             dns_resolver: DnsResolver::System,
+            redis_url: None,
+            instance_id: default_instance_id(),
         }
     }
 }
@@ -50,8 +58,23 @@ impl std::fmt::Debug for ControlConfig {
             )
             .field("grant_ttl", &self.grant_ttl)
             .field("dns_resolver", &self.dns_resolver)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(warren_bus::redact),
+            )
+            .field("instance_id", &self.instance_id)
             .finish()
     }
+}
+
+/// The host's name, else `control`: a stable consumer name for one control per host.
+pub fn default_instance_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.len() <= 200)
+        .unwrap_or_else(|| "control".to_string())
 }
 
 /// Hides a password in a database URL (`postgres://user:secret@host` → `postgres://user:***@host`).

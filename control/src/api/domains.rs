@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warren_proto::names::CustomDomain;
+use warren_proto::report::CloseTunnel;
 
 use super::extract::ApiJson;
 use crate::auth::{Caller, Scope};
@@ -19,7 +20,7 @@ use crate::config::RegionConfig;
 use crate::dns::LookupError;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
-use crate::store::domains::{DomainRow, PENDING};
+use crate::store::domains::{DOMAIN_REMOVED_REASON, DomainRow, PENDING};
 use crate::store::{is_unique_violation, now_ms, random_hex};
 use crate::time::rfc3339;
 
@@ -360,14 +361,20 @@ pub async fn delete_domain(
     if !db.delete_domain(&caller.account.id, &row.id).await? {
         return Err(not_found(&id));
     }
-    // After the row is gone no grant names the hostname any more; close what is open on it.
-    let now = now_ms();
-    let open = db
-        .open_tunnels_on(&caller.account.id, &row.hostname, now / 1000)
+    // After the row is gone no grant names the hostname any more; close what is open on it:
+    // at once over Redis, else with the edges' next report.
+    let closed = db
+        .close_tunnels_on(&caller.account.id, &row.hostname, now_ms())
         .await?;
-    for tunnel in &open {
-        db.close_tunnel(&caller.account.id, tunnel, now).await?;
-    }
-    tracing::info!(domain = %row.hostname, closed = open.len(), "custom domain removed");
+    let closes: Vec<CloseTunnel> = closed
+        .iter()
+        .map(|(tunnel_id, until)| CloseTunnel {
+            tunnel_id: tunnel_id.clone(),
+            reason: DOMAIN_REMOVED_REASON.to_string(),
+            until: u64::try_from(*until).unwrap_or(0),
+        })
+        .collect();
+    crate::bus::publish_closes(&state, &closes).await;
+    tracing::info!(domain = %row.hostname, closed = closes.len(), "custom domain removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -152,16 +152,17 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
-    /// The account's tunnels on `hostname` that a grant may still open (not closed through the
-    /// API, grant not expired at `now_secs`).
-    pub async fn open_tunnels_on(
+    /// Closes the account's tunnels on `hostname` whose grants are still valid, as closing
+    /// them through the API does; returns each closed tunnel with its grant's expiry (s).
+    pub async fn close_tunnels_on(
         &self,
         account_id: &str,
         hostname: &str,
-        now_secs: i64,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM tunnels WHERE account_id = $1 AND hostname = $2 \
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let now_secs = now_ms / 1000;
+        let open: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, grant_expires_at FROM tunnels WHERE account_id = $1 AND hostname = $2 \
              AND closed_by_api = 0 AND grant_expires_at > $3",
         )
         .bind(account_id)
@@ -169,6 +170,23 @@ impl Db {
         .bind(now_secs)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        sqlx::query(
+            "UPDATE tunnels SET \
+             close_reason = CASE WHEN ended_at IS NULL THEN $1 ELSE close_reason END, \
+             ended_at = COALESCE(ended_at, $2), closed_by_api = 1 \
+             WHERE account_id = $3 AND hostname = $4 AND closed_by_api = 0 \
+             AND grant_expires_at > $5",
+        )
+        .bind(DOMAIN_REMOVED_REASON)
+        .bind(now_ms)
+        .bind(account_id)
+        .bind(hostname)
+        .bind(now_secs)
+        .execute(&self.pool)
+        .await?;
+        Ok(open)
     }
 }
+
+/// The close reason of a tunnel whose custom domain was removed.
+pub const DOMAIN_REMOVED_REASON: &str = "its custom domain was removed through the API";

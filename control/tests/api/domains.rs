@@ -224,7 +224,8 @@ dns_api_tests! {
         assert_eq!(r.status, 204, "{}", r.text);
         let now = warren_control::store::now_ms() / 1000;
         let closed = ctx.state.db().closed_tunnels("eu", now).await.expect("closed tunnels");
-        assert!(closed.iter().any(|(id, _)| *id == tunnel_id), "{closed:?}");
+        let (_, _, reason) = closed.iter().find(|(id, _, _)| *id == tunnel_id).expect("the tunnel is closed");
+        assert_eq!(reason, "its custom domain was removed through the API");
         let renewed = ctx.call(Method::POST, &format!("/v1/tunnels/{tunnel_id}/grant"), Some(&a), None).await;
         renewed.problem(410);
         let r = tunnel(ctx, &a, json!({"protocol": "http", "domain": "app.example.com"})).await;
