@@ -3,10 +3,12 @@
 //! verify` fails with the missing records, then succeeds once they are set in a real DNS server
 //! (`pebble-challtestsrv`); `warren http --domain` serves visitors whose `Host` is the custom
 //! domain through an edge that verifies control's grants; `warren domains remove` closes it.
+//! Run twice: edge and control alone (HTTP reports), and sharing a real Redis (routes in Redis,
+//! the close pushed over pub/sub).
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use support::{DEADLINE, Home, TestCluster, Warren};
@@ -14,16 +16,28 @@ use warren_control::dns::DnsResolver;
 use warren_testkit::challtestsrv::ChallTestSrv;
 use warren_testkit::client;
 use warren_testkit::origin::Origin;
+use warren_testkit::redis::RedisServer;
 
 const DOMAIN: &str = "app.example.com";
 const CHALLENGE: &str = "_warren-challenge.app.example.com";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_custom_domain_serves_visitors() -> anyhow::Result<()> {
+    custom_domain_end_to_end(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_custom_domain_serves_visitors_through_redis() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    custom_domain_end_to_end(Some(redis.url())).await
+}
+
+async fn custom_domain_end_to_end(redis_url: Option<String>) -> anyhow::Result<()> {
     let dns = ChallTestSrv::start()?;
     let resolver = DnsResolver::At(dns.dns);
     let origin = Origin::start().await?;
-    let cluster = TestCluster::start_configured(Duration::from_secs(3600), None, |c| {
+    let pushed = redis_url.is_some();
+    let cluster = TestCluster::start_configured(Duration::from_secs(3600), redis_url, |c| {
         c.dns_resolver = resolver;
     })
     .await?;
@@ -129,11 +143,26 @@ async fn a_verified_custom_domain_serves_visitors() -> anyhow::Result<()> {
     );
 
     // Removing the domain closes its tunnel.
+    let removed_at = Instant::now();
     Warren::run(&home, &["domains", "remove", DOMAIN])
         .await?
         .ok()?;
-    let status = agent.exit_within(DEADLINE).await?;
+    // Over Redis the close is pushed: well before the edges' 5 s HTTP backstop.
+    let within = if pushed {
+        Duration::from_secs(3)
+    } else {
+        DEADLINE
+    };
+    let status = agent.exit_within(within).await?;
     assert!(!status.success(), "the agent of a removed domain stops");
+    assert!(removed_at.elapsed() < within, "{:?}", removed_at.elapsed());
+    let last = agent.json_event("error").await?;
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("custom domain was removed")),
+        "{last}"
+    );
     let (status, _, _) = client::get(cluster.edge_addr, DOMAIN, "/hello").await?;
     assert_eq!(status.as_u16(), 404);
     cluster.stop().await
