@@ -77,6 +77,11 @@ impl ChallTestSrv {
         bail!("pebble-challtestsrv did not listen within 10 s")
     }
 
+    /// `http://IP:PORT` of the management API (what an ACME DNS-01 provider for tests posts to).
+    pub fn management_url(&self) -> String {
+        format!("http://{}", self.management)
+    }
+
     /// Answers TXT queries for `host` (a trailing dot is added) with `value`.
     pub async fn set_txt(&self, host: &str, value: &str) -> anyhow::Result<()> {
         let body = serde_json::json!({ "host": fqdn(host), "value": value });
