@@ -5,6 +5,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates a fresh database there.
 
 mod accounts;
+// The testkit's real DNS server, included by path: depending on the testkit would build the
+// edge and the CLI for control's tests. Not every helper is used here.
+#[allow(dead_code)]
 #[path = "../../../testkit/src/challtestsrv.rs"]
 mod challtestsrv;
 mod common;
