@@ -90,6 +90,8 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
             visitor: listener,
             tunnel: None,
             relay: None,
+            tls: None,
+            admin: None,
         },
         shutdown.clone(),
     ));

@@ -75,6 +75,8 @@ impl TestEdge {
             visitor: listener,
             tunnel: None,
             relay: None,
+            tls: None,
+            admin: None,
         };
         let handle = tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
         Ok(TestEdge {
