@@ -134,7 +134,7 @@ impl CertManager {
 
     /// Reads `name` from the store and swaps it in if it is not what the resolver serves.
     async fn load(&self, name: &str) -> Result<Option<Arc<LoadedCert>>, String> {
-        let key = store::cert_key(name);
+        let key = self.cert_key(name);
         let Some(sealed) = self.store.get(&key).await.map_err(|e| e.to_string())? else {
             return Ok(self.resolver.lookup(name));
         };
@@ -206,7 +206,7 @@ impl CertManager {
                 .map_err(|e| e.to_string())?;
             let loaded = LoadedCert::from_pem(&stored.chain_pem, &stored.key_pem)
                 .map_err(|e| format!("the CA's certificate: {e}"))?;
-            let key = store::cert_key(name);
+            let key = self.cert_key(name);
             let plain = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
             let sealed = self.sealer.seal(&key, &plain).map_err(|e| e.to_string())?;
             self.store
@@ -280,6 +280,11 @@ impl CertManager {
         }
         let value = self.store.get(&store::http01_key(token)).await.ok()??;
         String::from_utf8(value).ok()
+    }
+
+    fn cert_key(&self, name: &str) -> String {
+        let directory = self.acme.as_ref().map_or("", |a| a.directory.as_str());
+        store::cert_key(directory, name)
     }
 
     fn is_own(&self, name: &str) -> bool {

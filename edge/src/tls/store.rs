@@ -3,8 +3,9 @@
 //!
 //! The store is a small key-value interface with leases and an owner lock; the manager seals
 //! secrets before they get here ([`super::seal`]). Keys (Redis):
-//! - `warren:tls:cert:{NAME}`: the sealed JSON [`StoredCert`] for NAME (`*.eu.example.net`).
-//! - `warren:tls:account:{HASH}`: the sealed ACME account credentials for one directory URL.
+//! - `warren:tls:cert:{HASH}:{NAME}`: the sealed JSON [`StoredCert`] for NAME
+//!   (`*.eu.example.net`) from the ACME directory whose URL hashes to HASH.
+//! - `warren:tls:account:{HASH}`: the sealed ACME account credentials for that directory.
 //! - `warren:tls:lock:{NAME}`: who is ordering NAME's certificate (`SET NX PX`, released by
 //!   compare-and-delete), so one order per certificate across all edges.
 //! - `warren:tls:http01:{TOKEN}`: an HTTP-01 key authorization, for whichever edge the CA asks.
@@ -51,8 +52,9 @@ pub trait CertStore: Send + Sync + 'static {
     async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError>;
 }
 
-pub fn cert_key(name: &str) -> String {
-    format!("warren:tls:cert:{name}")
+/// Certificates are kept per ACME directory, so moving from staging to production orders anew.
+pub fn cert_key(directory: &str, name: &str) -> String {
+    format!("warren:tls:cert:{}:{name}", directory_hash(directory))
 }
 
 pub fn lock_key(name: &str) -> String {
@@ -60,10 +62,14 @@ pub fn lock_key(name: &str) -> String {
 }
 
 pub fn account_key(directory: &str) -> String {
+    format!("warren:tls:account:{}", directory_hash(directory))
+}
+
+/// The first 8 bytes of the directory URL's SHA-256, in hex.
+fn directory_hash(directory: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(directory.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("warren:tls:account:{hex}")
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn http01_key(token: &str) -> String {
