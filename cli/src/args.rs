@@ -19,6 +19,28 @@ pub struct Cli {
     /// Diagnostic log filter (e.g. `info`, `warren_session=debug`), written to stderr.
     #[arg(long, global = true, env = "WARREN_LOG", default_value = "warn")]
     pub log: String,
+
+    /// Trust only the CA certificates in this PEM file for a `wss://`/`https://` edge (a
+    /// private CA, or the one `warren dev --tls` prints), instead of the system's roots.
+    #[arg(long, global = true, env = "WARREN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Do not verify the edge's TLS certificate at all. For test edges only: anyone on the
+    /// path could read and change the tunnel's traffic. Prints a warning.
+    #[arg(long, global = true, env = "WARREN_INSECURE", conflicts_with = "ca_file")]
+    pub insecure: bool,
+}
+
+impl Cli {
+    /// Whom agents trust for the edge's certificate.
+    pub fn edge_trust(&self) -> crate::agent::tls::EdgeTrust {
+        use crate::agent::tls::EdgeTrust;
+        match (&self.ca_file, self.insecure) {
+            (_, true) => EdgeTrust::Insecure,
+            (Some(path), false) => EdgeTrust::CaFile(path.clone()),
+            (None, false) => EdgeTrust::System,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

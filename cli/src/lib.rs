@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 /// Runs a parsed command line; the exit code says how it went.
 pub async fn run(cli: Cli) -> ExitCode {
     let printer = Printer { json: cli.json };
+    agent::tls::set_default_trust(cli.edge_trust());
     let result = match cli.command {
         Command::Http(args) => commands::http::run(args, printer).await,
         Command::Dev(args) => dev::run(args, printer).await,
