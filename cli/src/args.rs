@@ -128,6 +128,16 @@ pub struct DevArgs {
     /// Host the local service listens on, when PORT is a bare port.
     #[arg(long, default_value = "localhost")]
     pub local_host: String,
+
+    /// Also serve tunnels over HTTPS (https://NAME.localhost:PORT) with a certificate from a
+    /// local CA kept in the data directory; its path is printed (trust it, or pass it to
+    /// --ca-file). The plain listener then redirects visitors to HTTPS.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Address of the HTTPS listener with --tls.
+    #[arg(long, env = "WARREN_DEV_TLS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
 }
 
 #[derive(Args, Debug)]

@@ -1,0 +1,70 @@
+//! HTTPS with a static certificate (what `warren dev --tls` serves: a local CA's certificate
+//! for `localhost` and `*.localhost`), and the agent reaching the edge over `wss://`: verified
+//! with `--ca-file`, refused with the system roots, accepted with `--insecure`.
+
+use std::time::Duration;
+use tokio::net::TcpListener;
+use warren_cli::agent::tls::EdgeTrust;
+use warren_cli::agent::{AgentOptions, LocalTarget, TunnelSpec};
+use warren_edge::{Deps, EdgeConfig};
+use warren_testkit::cluster::{TEST_TOKEN, TestAgent, TestEdge};
+use warren_testkit::origin::Origin;
+use warren_testkit::tls::{HttpsConnection, roots_from_pem};
+
+fn options(url: &str, port: u16, trust: EdgeTrust) -> AgentOptions {
+    let spec = TunnelSpec {
+        local: LocalTarget {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        subdomain: Some("secure".into()),
+    };
+    let mut options =
+        AgentOptions::new(url, TEST_TOKEN.to_string(), vec![spec]).expect("valid options");
+    options.tls = trust;
+    options.connect_timeout = Duration::from_secs(5);
+    options
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_connect_over_wss_and_visitors_get_https_with_a_local_ca() -> anyhow::Result<()> {
+    warren_edge::tls::install_crypto_provider();
+    let dir = tempfile::tempdir()?;
+    let files = warren_cli::dev_tls::prepare(dir.path())?;
+    let mut config = EdgeConfig {
+        public_scheme: "https".into(),
+        ..TestEdge::config()
+    };
+    config.tls.tls_cert = Some(files.cert.clone());
+    config.tls.tls_key = Some(files.key.clone());
+    let visitor = TcpListener::bind("127.0.0.1:0").await?;
+    let edge = TestEdge::start_tls(config.clone(), Deps::embedded(&config), visitor).await?;
+    let tls_port = edge.tls_addr.expect("tls").port();
+    let origin = Origin::start().await?;
+    let url = format!("wss://localhost:{tls_port}");
+
+    // The system roots do not know the local CA: refused, with advice.
+    let refused = TestAgent::start_with(options(&url, origin.port(), EdgeTrust::System)).await;
+    let error = refused.err().expect("an unknown CA must be refused").to_string();
+    assert!(error.contains("--ca-file"), "{error}");
+
+    let agent =
+        TestAgent::start_with(options(&url, origin.port(), EdgeTrust::CaFile(files.ca.clone())))
+            .await?;
+    assert_eq!(agent.hostname, "secure.localhost");
+    assert_eq!(agent.public_url, format!("https://secure.localhost:{tls_port}"));
+
+    let roots = roots_from_pem(&std::fs::read_to_string(&files.ca)?)?;
+    let mut conn = HttpsConnection::open(edge.tls_addr.expect("tls"), "secure.localhost", roots)
+        .await?;
+    let (status, body) = conn.get("/hello").await?;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"hello from origin");
+    agent.stop().await;
+
+    // --insecure accepts the certificate without verifying who issued it.
+    let insecure =
+        TestAgent::start_with(options(&url, origin.port(), EdgeTrust::Insecure)).await?;
+    insecure.stop().await;
+    edge.stop().await
+}
