@@ -27,7 +27,12 @@ pub struct Cli {
 
     /// Do not verify the edge's TLS certificate at all. For test edges only: anyone on the
     /// path could read and change the tunnel's traffic. Prints a warning.
-    #[arg(long, global = true, env = "WARREN_INSECURE", conflicts_with = "ca_file")]
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_INSECURE",
+        conflicts_with = "ca_file"
+    )]
     pub insecure: bool,
 }
 

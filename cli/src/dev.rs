@@ -65,7 +65,10 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
         true => {
             let files = crate::dev_tls::prepare(&data_dir)?;
             let listener = TcpListener::bind(args.tls_listen).await.with_context(|| {
-                format!("cannot listen on {} for HTTPS: pass --tls-listen 127.0.0.1:PORT", args.tls_listen)
+                format!(
+                    "cannot listen on {} for HTTPS: pass --tls-listen 127.0.0.1:PORT",
+                    args.tls_listen
+                )
             })?;
             Some((files, listener))
         }
@@ -109,6 +112,8 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
     if let Some(files) = &tls_files {
         config.tls.tls_cert = Some(files.cert.clone());
         config.tls.tls_key = Some(files.key.clone());
+        config.tls.tls_local_ca_cert = Some(files.ca.clone());
+        config.tls.tls_local_ca_key = Some(files.ca_key.clone());
     }
     let deps = Deps::with_control(&config).await?;
     let edge = tokio::spawn(warren_edge::run(

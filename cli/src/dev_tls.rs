@@ -1,6 +1,8 @@
 //! `warren dev --tls`: a local CA (kept in the dev data directory, so a browser or system that
-//! trusts it once keeps trusting it) and a certificate for `localhost` and `*.localhost` signed
-//! by it, fresh at every start.
+//! trusts it once keeps trusting it) and a certificate for `localhost` signed by it, fresh at
+//! every start. The edge signs one for each `NAME.localhost` with the same CA on first use
+//! (a `*.localhost` wildcard is refused by rustls and browsers: it is one label below a
+//! top-level name).
 
 use anyhow::Context;
 use rcgen::{
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 pub struct DevTls {
     /// The CA to trust (`--ca-file`, or the system/browser store).
     pub ca: PathBuf,
+    /// The CA's key: the dev edge signs a certificate per tunnel name with it.
+    pub ca_key: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -21,8 +25,7 @@ pub struct DevTls {
 /// Creates the local CA under `data_dir/tls/` if missing, and a fresh server certificate.
 pub fn prepare(data_dir: &Path) -> anyhow::Result<DevTls> {
     let dir = data_dir.join("tls");
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ca = dir.join("ca.pem");
     let ca_key_path = dir.join("ca.key");
     let ca_key = if ca.exists() && ca_key_path.exists() {
@@ -47,7 +50,7 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<DevTls> {
     // certificate written the first time.
     let issuer = Issuer::new(ca_params()?, ca_key);
     let key = KeyPair::generate()?;
-    let params = CertificateParams::new(vec!["localhost".to_string(), "*.localhost".to_string()])?;
+    let params = CertificateParams::new(vec!["localhost".to_string()])?;
     let cert = params.signed_by(&key, &issuer)?;
     let (cert_path, key_path) = (dir.join("dev-cert.pem"), dir.join("dev-key.pem"));
     std::fs::write(&cert_path, cert.pem() + &std::fs::read_to_string(&ca)?)
@@ -55,6 +58,7 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<DevTls> {
     write_private(&key_path, &key.serialize_pem())?;
     Ok(DevTls {
         ca,
+        ca_key: ca_key_path,
         cert: cert_path,
         key: key_path,
     })
@@ -98,7 +102,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&second.key).expect("key").permissions().mode();
+            let mode = std::fs::metadata(&second.key)
+                .expect("key")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0);
         }
     }

@@ -1,5 +1,5 @@
-//! HTTPS with a static certificate (what `warren dev --tls` serves: a local CA's certificate
-//! for `localhost` and `*.localhost`), and the agent reaching the edge over `wss://`: verified
+//! HTTPS with a static certificate and a local CA signing one per tunnel name (what `warren
+//! dev --tls` serves), and the agent reaching the edge over `wss://`: verified
 //! with `--ca-file`, refused with the system roots, accepted with `--insecure`.
 
 use std::time::Duration;
@@ -37,6 +37,8 @@ async fn agents_connect_over_wss_and_visitors_get_https_with_a_local_ca() -> any
     };
     config.tls.tls_cert = Some(files.cert.clone());
     config.tls.tls_key = Some(files.key.clone());
+    config.tls.tls_local_ca_cert = Some(files.ca.clone());
+    config.tls.tls_local_ca_key = Some(files.ca_key.clone());
     let visitor = TcpListener::bind("127.0.0.1:0").await?;
     let edge = TestEdge::start_tls(config.clone(), Deps::embedded(&config), visitor).await?;
     let tls_port = edge.tls_addr.expect("tls").port();
@@ -45,26 +47,41 @@ async fn agents_connect_over_wss_and_visitors_get_https_with_a_local_ca() -> any
 
     // The system roots do not know the local CA: refused, with advice.
     let refused = TestAgent::start_with(options(&url, origin.port(), EdgeTrust::System)).await;
-    let error = refused.err().expect("an unknown CA must be refused").to_string();
+    let error = refused
+        .err()
+        .expect("an unknown CA must be refused")
+        .to_string();
     assert!(error.contains("--ca-file"), "{error}");
 
-    let agent =
-        TestAgent::start_with(options(&url, origin.port(), EdgeTrust::CaFile(files.ca.clone())))
-            .await?;
+    let agent = TestAgent::start_with(options(
+        &url,
+        origin.port(),
+        EdgeTrust::CaFile(files.ca.clone()),
+    ))
+    .await?;
     assert_eq!(agent.hostname, "secure.localhost");
-    assert_eq!(agent.public_url, format!("https://secure.localhost:{tls_port}"));
+    assert_eq!(
+        agent.public_url,
+        format!("https://secure.localhost:{tls_port}")
+    );
 
     let roots = roots_from_pem(&std::fs::read_to_string(&files.ca)?)?;
-    let mut conn = HttpsConnection::open(edge.tls_addr.expect("tls"), "secure.localhost", roots)
-        .await?;
+    let mut conn = HttpsConnection::open(
+        edge.tls_addr.expect("tls"),
+        "secure.localhost",
+        roots.clone(),
+    )
+    .await?;
     let (status, body) = conn.get("/hello").await?;
     assert_eq!(status, 200);
     assert_eq!(&body[..], b"hello from origin");
     agent.stop().await;
+    // The local CA signs only the edge's own names.
+    let foreign = HttpsConnection::open(edge.tls_addr.expect("tls"), "example.org", roots).await;
+    assert!(foreign.is_err());
 
     // --insecure accepts the certificate without verifying who issued it.
-    let insecure =
-        TestAgent::start_with(options(&url, origin.port(), EdgeTrust::Insecure)).await?;
+    let insecure = TestAgent::start_with(options(&url, origin.port(), EdgeTrust::Insecure)).await?;
     insecure.stop().await;
     edge.stop().await
 }

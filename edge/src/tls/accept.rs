@@ -16,10 +16,16 @@ use tokio_rustls::server::TlsStream;
 pub async fn handshake(tls: &Tls, socket: TcpStream) -> io::Result<TlsStream<TcpStream>> {
     let start = LazyConfigAcceptor::new(Acceptor::default(), socket).await?;
     let sni = start.client_hello().server_name().map(str::to_string);
-    if let (Some(sni), Some(manager)) = (&sni, &tls.manager)
+    if let Some(sni) = &sni
         && tls.resolver.lookup(sni).is_none()
     {
-        manager.on_unknown_name(sni).await;
+        if let Some(manager) = &tls.manager {
+            manager.on_unknown_name(sni).await;
+        } else if let Some(ca) = &tls.local_ca
+            && tls.is_own_tunnel_name(&sni.to_ascii_lowercase())
+        {
+            ca.mint(&sni.to_ascii_lowercase(), &tls.resolver);
+        }
     }
     start.into_stream(tls.server_config.clone()).await
 }

@@ -11,11 +11,13 @@
 //!   domains; `dns.rs`: the DNS providers DNS-01 goes through.
 //! - `store.rs`: the shared store (Redis, or in process for one edge), sealed with the
 //!   operator's key; `seal.rs`: the sealing.
+//! - `local_ca.rs`: development only: a local CA signing a certificate per name on first use.
 //! - `settings.rs`: the flags.
 
 pub mod accept;
 pub mod acme;
 pub mod dns;
+pub mod local_ca;
 pub mod manager;
 pub mod resolver;
 pub mod seal;
@@ -37,6 +39,10 @@ pub struct Tls {
     pub resolver: Arc<CertResolver>,
     pub server_config: Arc<rustls::ServerConfig>,
     pub manager: Option<Arc<CertManager>>,
+    /// Development only: signs certificates for the edge's own names on first use.
+    pub local_ca: Option<local_ca::LocalCa>,
+    /// The edge's domains: the only names the local CA signs for.
+    pub own_domains: Vec<String>,
 }
 
 impl Tls {
@@ -49,7 +55,16 @@ impl Tls {
             resolver,
             server_config: Arc::new(config),
             manager,
+            local_ca: None,
+            own_domains: Vec::new(),
         }
+    }
+
+    /// Whether `name` is one of the edge's domains or a tunnel name one label below one.
+    pub fn is_own_tunnel_name(&self, name: &str) -> bool {
+        self.own_domains
+            .iter()
+            .any(|d| crate::host::classify(name, d).is_ok())
     }
 }
 
@@ -81,13 +96,20 @@ pub fn setup(
         resolver.install(loaded);
     }
     let Some(directory) = &settings.acme_directory else {
-        if settings.tls_cert.is_none() {
+        let local_ca = match (&settings.tls_local_ca_cert, &settings.tls_local_ca_key) {
+            (Some(cert), Some(key)) => Some(local_ca::LocalCa::load(cert, key)?),
+            _ => None,
+        };
+        if settings.tls_cert.is_none() && local_ca.is_none() {
             anyhow::bail!(
                 "the TLS listener needs certificates: pass --tls-cert and --tls-key, or \
                  --acme-directory (with --acme-dns-provider for the region wildcard)"
             );
         }
-        return Ok(Tls::new(resolver, None));
+        let mut tls = Tls::new(resolver, None);
+        tls.local_ca = local_ca;
+        tls.own_domains = config.domains().map(str::to_string).collect();
+        return Ok(tls);
     };
     let sealer = Arc::new(seal::Sealer::new(
         settings.store_key().map_err(anyhow::Error::msg)?,

@@ -17,6 +17,23 @@ pub struct TlsSettings {
     #[arg(long, env = "WARREN_EDGE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Development only (`warren dev --tls`): a CA certificate (PEM) that signs a certificate
+    /// for each name under the edge's domains on first use. Needs --tls-local-ca-key.
+    #[arg(
+        long,
+        env = "WARREN_EDGE_TLS_LOCAL_CA_CERT",
+        requires = "tls_local_ca_key"
+    )]
+    pub tls_local_ca_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-local-ca-cert.
+    #[arg(
+        long,
+        env = "WARREN_EDGE_TLS_LOCAL_CA_KEY",
+        requires = "tls_local_ca_cert"
+    )]
+    pub tls_local_ca_key: Option<PathBuf>,
+
     /// ACME directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory (or the staging
     /// one). Turns on certificates from ACME: a wildcard per served domain via DNS-01 (needs
     /// --acme-dns-provider) and certificates for verified custom domains via HTTP-01.
@@ -60,6 +77,8 @@ impl Default for TlsSettings {
         TlsSettings {
             tls_cert: None,
             tls_key: None,
+            tls_local_ca_cert: None,
+            tls_local_ca_key: None,
             acme_directory: None,
             acme_contact: Vec::new(),
             acme_ca_file: None,
@@ -77,6 +96,7 @@ impl fmt::Debug for TlsSettings {
         f.debug_struct("TlsSettings")
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("tls_local_ca_cert", &self.tls_local_ca_cert)
             .field("acme_directory", &self.acme_directory)
             .field("acme_contact", &self.acme_contact)
             .field("acme_ca_file", &self.acme_ca_file)
@@ -101,6 +121,9 @@ impl TlsSettings {
     pub fn validate(&self, clustered: bool) -> Result<(), String> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());
+        }
+        if self.tls_local_ca_cert.is_some() != self.tls_local_ca_key.is_some() {
+            return Err("--tls-local-ca-cert and --tls-local-ca-key go together".into());
         }
         if let Some(url) = &self.acme_directory
             && !url.starts_with("https://")
