@@ -85,6 +85,15 @@ struct ServeArgs {
         default_value_t = 10
     )]
     auth_failures_per_minute: u32,
+    /// The cluster's Redis, shared with the edges: redis://HOST:PORT or
+    /// redis+cluster://HOST:PORT,HOST:PORT. Control then reads session events from the
+    /// `warren:events` stream and publishes closes on `warren:close`.
+    #[arg(long, env = "WARREN_CONTROL_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// This instance's name in the events consumer group (default: the host name). Keep it
+    /// stable across restarts and unique per replica.
+    #[arg(long, env = "WARREN_CONTROL_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Log format.
     #[arg(long, env = "WARREN_CONTROL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -145,6 +154,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         regions,
         edge_secret: args.edge_secret.filter(|s| !s.is_empty()),
         grant_ttl: Duration::from_secs(args.grant_ttl_secs),
+        redis_url: args.redis_url.filter(|u| !u.is_empty()),
+        instance_id: args
+            .instance_id
+            .unwrap_or_else(warren_control::config::default_instance_id),
     };
     let state = AppState::open(config).await?;
     state.set_auth_failure_limit(args.auth_failures_per_minute);

@@ -18,6 +18,12 @@ pub struct ControlConfig {
     pub edge_secret: Option<String>,
     /// How long a grant is valid.
     pub grant_ttl: Duration,
+    /// The cluster's Redis (`redis://...` or `redis+cluster://a,b,c`): control reads session
+    /// events from its stream and publishes closes on it. `None`: edges report over HTTP.
+    pub redis_url: Option<String>,
+    /// This control instance's name in the events consumer group; stable across restarts so
+    /// a restarted control finds the entries it had read but not applied.
+    pub instance_id: String,
 }
 
 impl ControlConfig {
@@ -29,6 +35,8 @@ impl ControlConfig {
             regions: Vec::new(),
             edge_secret: None,
             grant_ttl: Duration::from_secs(DEFAULT_GRANT_TTL_SECS),
+            redis_url: None,
+            instance_id: default_instance_id(),
         }
     }
 }
@@ -44,8 +52,23 @@ impl std::fmt::Debug for ControlConfig {
                 &self.edge_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("grant_ttl", &self.grant_ttl)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(warren_bus::redact),
+            )
+            .field("instance_id", &self.instance_id)
             .finish()
     }
+}
+
+/// The host's name, else `control`: a stable consumer name for one control per host.
+pub fn default_instance_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.len() <= 200)
+        .unwrap_or_else(|| "control".to_string())
 }
 
 /// Hides a password in a database URL (`postgres://user:secret@host` → `postgres://user:***@host`).

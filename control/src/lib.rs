@@ -13,6 +13,8 @@
 //! - `grant.rs`: Ed25519 JWT signing and the JWKS
 //! - `api/`: the routes (one file per resource), extractors, the OpenAPI document
 //! - `store/`: SQL, one file per table; `events.rs` applies edge reports idempotently
+//! - `bus.rs`: with `--redis-url`, session events from the edges' Redis Stream (consumer
+//!   group) and closes published to every edge
 //! - `error.rs`: [`ApiError`] → `application/problem+json`
 //! - `time.rs`: RFC 3339 formatting
 //! - `main.rs`, `cli.rs`: the binary
@@ -21,6 +23,7 @@
 mod accounts;
 pub mod api;
 mod auth;
+pub mod bus;
 pub mod config;
 pub mod error;
 mod grant;
@@ -50,10 +53,21 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "control listening");
+    let consumer = state.config().redis_url.clone().map(|url| {
+        tokio::spawn(bus::consume_events(
+            state.clone(),
+            url,
+            shutdown.child_token(),
+        ))
+    });
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    if let Some(consumer) = consumer {
+        // Cancelled with `shutdown`; unapplied entries stay pending in Redis.
+        let _ = consumer.await;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use crate::auth::AuthLimiter;
 use crate::config::{ControlConfig, RegionConfig, redact_url};
 use crate::store::Db;
+use warren_bus::RedisConnection;
 
 /// Failed authentications allowed per client address and window before 429.
 pub const AUTH_FAILURES_PER_WINDOW: u32 = 10;
@@ -23,6 +24,8 @@ struct Inner {
     config: ControlConfig,
     db: Db,
     limiter: AuthLimiter,
+    /// The cluster's Redis, for publishing closes (`bus.rs`).
+    redis: Option<RedisConnection>,
 }
 
 impl AppState {
@@ -43,10 +46,17 @@ impl AppState {
                 .await
                 .context("creating the first signing key")?;
         }
+        let redis = match &config.redis_url {
+            Some(url) => Some(RedisConnection::connect(url).await.context(
+                "connecting to the cluster's Redis (--redis-url); start it or leave the flag out",
+            )?),
+            None => None,
+        };
         Ok(AppState(Arc::new(Inner {
             config,
             db,
             limiter: AuthLimiter::new(AUTH_FAILURES_PER_WINDOW, AUTH_FAILURE_WINDOW),
+            redis,
         })))
     }
 
@@ -62,6 +72,10 @@ impl AppState {
     /// (default [`AUTH_FAILURES_PER_WINDOW`]).
     pub fn set_auth_failure_limit(&self, per_minute: u32) {
         self.0.limiter.set_max(per_minute);
+    }
+
+    pub fn redis(&self) -> Option<&RedisConnection> {
+        self.0.redis.as_ref()
     }
 
     pub fn limiter(&self) -> &AuthLimiter {
@@ -92,6 +106,9 @@ fn validate(config: &ControlConfig) -> anyhow::Result<()> {
     // renewal test uses 4 s); operators want minutes to hours.
     if config.grant_ttl < Duration::from_secs(2) {
         bail!("the grant lifetime must be at least 2 s");
+    }
+    if config.instance_id.is_empty() || config.instance_id.len() > 200 {
+        bail!("the instance id must be 1 to 200 characters");
     }
     if config.edge_secret.as_ref().is_some_and(|s| s.is_empty()) {
         bail!("the edge secret must not be empty (omit it to disable the internal API)");

@@ -1,13 +1,24 @@
 //! The edge's reports to control, and control's answers (tunnels to close).
 //!
 //! Sessions serving granted tunnels push `Started` and `Ended` events into one bounded queue.
-//! Every 500 ms the reporter adds `Counters` for tunnels whose counters moved, and posts what
-//! is queued as one [`EdgeReport`] to `{control}/internal/v1/reports`. While it serves granted
-//! tunnels it posts every 500 ms even with nothing to say, because control's answer is how a
-//! tunnel closed through the API reaches the edge within a second; with no tunnel it still
-//! posts every 5 s (a heartbeat carrying the `live` list). Counters are cumulative, so a
-//! batch that failed is simply sent again. Control's answer lists tunnels closed through the
-//! API: their sessions are told why and closed, and their grants refused until they expire.
+//! Every 500 ms the reporter adds `Counters` for tunnels whose counters moved and sends what is
+//! queued as one [`EdgeReport`]. Counters are cumulative, so a batch that failed is simply
+//! sent again; the queue keeps events while their transport is down.
+//!
+//! Two transports:
+//! - **Cluster (with `--redis-url`)**: reports go to the Redis Stream `warren:events`, which
+//!   control reads through a consumer group (`warren_bus::events`), so no event is lost while
+//!   control is stopped or restarting. Closes arrive on the pub/sub channel `warren:close` the
+//!   moment control publishes them (`warren_bus::close`). Because pub/sub only reaches those
+//!   subscribed at that moment, the edge also posts an empty report over HTTP every 5 s and
+//!   right after each (re)subscription, whose answer lists the closed tunnels.
+//! - **Single edge (no Redis)**: reports are posted to `{control}/internal/v1/reports`; while
+//!   the edge serves granted tunnels it posts every 500 ms even with nothing to say, because
+//!   control's answer is how a closed tunnel reaches the edge within a second; with no tunnel
+//!   it posts every 5 s (a heartbeat carrying the `live` list).
+//!
+//! Control's closes are applied the same way from both: the sessions are told why and closed,
+//! and the tunnel's grants refused until they expire.
 //!
 //! All bookkeeping happens under one lock, so a tunnel's `Counters` can only be queued between
 //! its `Started` and its `Ended`.
@@ -20,9 +31,12 @@ use crate::tunnel::registry::CounterSnapshot;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use warren_bus::RedisConnection;
+use warren_bus::close::CloseSubscription;
 use warren_proto::control::Event;
 use warren_proto::error::GoAwayCode;
 use warren_proto::report::{
@@ -39,6 +53,8 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// How long a session closed through the API may take to finish before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Pause before subscribing again after the subscription to closes was lost.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
 /// The reporter of one edge.
 pub struct ControlLink {
@@ -47,6 +63,16 @@ pub struct ControlLink {
     closed: Arc<ClosedTunnels>,
     book: Mutex<Book>,
     failing: AtomicBool,
+    /// In a cluster: reports go to the Redis Stream, closes come over pub/sub.
+    bus: OnceLock<Bus>,
+    bus_failing: AtomicBool,
+    /// Ask control for closes now (set after (re)subscribing).
+    poll_now: Notify,
+}
+
+struct Bus {
+    connection: RedisConnection,
+    url: String,
 }
 
 impl fmt::Debug for ControlLink {
@@ -80,7 +106,19 @@ impl ControlLink {
             closed,
             book: Mutex::new(Book::default()),
             failing: AtomicBool::new(false),
+            bus: OnceLock::new(),
+            bus_failing: AtomicBool::new(false),
+            poll_now: Notify::new(),
         }
+    }
+
+    /// Cluster mode: reports go to the Redis Stream on `connection`, closes are received by
+    /// subscribing at `url` (the same Redis). Has no effect once set.
+    pub fn use_redis(&self, connection: RedisConnection, url: &str) {
+        let _ = self.bus.set(Bus {
+            connection,
+            url: url.to_string(),
+        });
     }
 
     /// A session began serving the granted tunnel `tunnel`.
@@ -139,17 +177,38 @@ impl ControlLink {
         });
     }
 
-    /// Reports until `stop` is cancelled, then sends what is left (until `deadline`).
+    /// Reports until `stop` is cancelled (and, in a cluster, listens for closes).
     pub async fn run(self: Arc<Self>, state: Arc<EdgeState>, stop: CancellationToken) {
+        if let Some(bus) = self.bus.get() {
+            tokio::spawn(listen_for_closes(
+                self.clone(),
+                state.clone(),
+                bus.url.clone(),
+                stop.clone(),
+            ));
+        }
         let mut ticker = tokio::time::interval(REPORT_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
         loop {
+            let mut poll_now = false;
             tokio::select! {
                 _ = ticker.tick() => {}
+                () = self.poll_now.notified() => poll_now = true,
                 () = stop.cancelled() => return,
             }
             let (live, batch) = self.next_batch();
+            if let Some(bus) = self.bus.get() {
+                if !batch.is_empty() {
+                    self.append(&state, bus, live.clone(), batch).await;
+                }
+                // The backstop for closes published while this edge was not subscribed.
+                if poll_now || last_sent.elapsed() >= HEARTBEAT_INTERVAL {
+                    self.send(&state, live, Vec::new()).await;
+                    last_sent = Instant::now();
+                }
+                continue;
+            }
             // Live tunnels: poll for closes every interval. None: a heartbeat now and then.
             if batch.is_empty() && live.is_empty() && last_sent.elapsed() < HEARTBEAT_INTERVAL {
                 continue;
@@ -167,7 +226,11 @@ impl ControlLink {
             loop {
                 let (live, batch) = self.next_batch();
                 let more = batch.len() == MAX_EVENTS_PER_REPORT;
-                if !self.send(state, live, batch).await || !more {
+                let sent = match self.bus.get() {
+                    Some(bus) => self.append(state, bus, live, batch).await,
+                    None => self.send(state, live, batch).await,
+                };
+                if !sent || !more {
                     return;
                 }
             }
@@ -192,6 +255,41 @@ impl ControlLink {
         };
         let n = book.queue.len().min(MAX_EVENTS_PER_REPORT);
         (live, book.queue.drain(..n).collect())
+    }
+
+    /// Appends one report to the Redis Stream; on failure puts the batch back in front.
+    /// Returns whether it was appended.
+    async fn append(
+        &self,
+        state: &Arc<EdgeState>,
+        bus: &Bus,
+        live: Vec<String>,
+        batch: Vec<SessionEvent>,
+    ) -> bool {
+        let report = EdgeReport {
+            edge_id: state.edge_id.clone(),
+            region: state.config.region.clone(),
+            live,
+            events: batch,
+        };
+        match warren_bus::events::append(&bus.connection, &report).await {
+            Ok(_) => {
+                if self.bus_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("session events reach Redis again");
+                }
+                true
+            }
+            Err(e) => {
+                if !self.bus_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cannot append session events to Redis; will retry");
+                }
+                let mut book = lock(&self.book);
+                for event in report.events.into_iter().rev() {
+                    book.queue.push_front(event);
+                }
+                false
+            }
+        }
     }
 
     /// Posts one report; on failure puts the batch back in front. Returns whether it arrived.
@@ -244,6 +342,61 @@ impl ControlLink {
             for tunnel in state.registry.remove_by_tunnel_id(&order.tunnel_id) {
                 close_tunnel(&tunnel, &order.reason);
             }
+        }
+    }
+}
+
+/// Receives control's closes over pub/sub until `stop`, subscribing again whenever the
+/// subscription is lost; after each (re)subscription asks control over HTTP for what was
+/// published meanwhile.
+async fn listen_for_closes(
+    link: Arc<ControlLink>,
+    state: Arc<EdgeState>,
+    url: String,
+    stop: CancellationToken,
+) {
+    let mut failing = false;
+    loop {
+        let subscribed = tokio::select! {
+            subscribed = CloseSubscription::subscribe(&url) => subscribed,
+            () = stop.cancelled() => return,
+        };
+        match subscribed {
+            Ok(mut subscription) => {
+                if failing {
+                    tracing::info!("subscribed to control's closes again");
+                }
+                link.poll_now.notify_one();
+                loop {
+                    let next = tokio::select! {
+                        next = subscription.next() => next,
+                        () = stop.cancelled() => return,
+                    };
+                    match next {
+                        Some(Ok(order)) => link.apply(&state, std::slice::from_ref(&order)),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "ignoring a malformed message on the close channel");
+                        }
+                        None => {
+                            tracing::warn!(
+                                "lost the subscription to control's closes; subscribing again"
+                            );
+                            failing = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot subscribe to control's closes; retrying every second (closes still arrive within 5 s over HTTP)");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
+            () = stop.cancelled() => return,
         }
     }
 }

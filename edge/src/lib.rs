@@ -151,6 +151,9 @@ impl Deps {
             return Ok(self);
         };
         let connection = RedisConnection::connect(url).await?;
+        if let Some(control) = &self.control {
+            control.use_redis(connection.clone(), url);
+        }
         self.routes = Arc::new(RedisRouteTable::new(
             connection.clone(),
             routes::DEFAULT_LEASE,

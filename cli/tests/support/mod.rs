@@ -351,6 +351,10 @@ where
 /// this process on loopback ports chosen by the OS; plus an account with a `manage` token.
 pub struct TestCluster {
     pub control_url: String,
+    control_addr: SocketAddr,
+    control_config: ControlConfig,
+    /// In cluster mode: the Redis edge and control share.
+    redis_url: Option<String>,
     pub edge_addr: SocketAddr,
     pub state: AppState,
     /// The test account's token (scope `manage`).
@@ -368,11 +372,21 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start(grant_ttl: Duration) -> anyhow::Result<TestCluster> {
+        TestCluster::start_with(grant_ttl, None).await
+    }
+
+    /// With `redis_url`, edge and control talk through Redis: session events on the stream,
+    /// closes over pub/sub (the edge also keeps its routes there).
+    pub async fn start_with(
+        grant_ttl: Duration,
+        redis_url: Option<String>,
+    ) -> anyhow::Result<TestCluster> {
         let db = tempfile::tempdir()?;
         let edge_listener = TcpListener::bind("127.0.0.1:0").await?;
         let edge_addr = edge_listener.local_addr()?;
         let control_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let control_url = format!("http://127.0.0.1:{}", control_listener.local_addr()?.port());
+        let control_addr = control_listener.local_addr()?;
+        let control_url = format!("http://127.0.0.1:{}", control_addr.port());
         let edge_secret = format!("test-edge-secret-{:016x}", rand::random::<u64>());
         let mut config = ControlConfig::new(
             format!(
@@ -393,6 +407,9 @@ impl TestCluster {
         }];
         config.edge_secret = Some(edge_secret.clone());
         config.grant_ttl = grant_ttl;
+        config.redis_url = redis_url.clone();
+        config.instance_id = "test-control".into();
+        let control_config = config.clone();
         let state = AppState::open(config).await?;
         let email = format!("user{:x}@example.com", rand::random::<u32>());
         let (_, token) = warren_control::create_account(&state, &email, false).await?;
@@ -404,6 +421,9 @@ impl TestCluster {
         ));
         let mut cluster = TestCluster {
             control_url,
+            control_addr,
+            control_config,
+            redis_url,
             edge_addr,
             state,
             token,
@@ -427,13 +447,21 @@ impl TestCluster {
             heartbeat_interval: Duration::from_millis(500),
             control_url: Some(self.control_url.clone()),
             control_secret: Some(self.edge_secret.clone()),
+            redis_url: self.redis_url.clone(),
+            relay_key: self
+                .redis_url
+                .as_ref()
+                .map(|_| "test-relay-key-0123456789abcdef".to_string()),
             ..EdgeConfig::default()
         }
     }
 
     async fn start_edge_on(&mut self, listener: TcpListener) -> anyhow::Result<()> {
         let config = self.edge_config();
-        let deps = Deps::with_control(&config).await?;
+        let deps = Deps::with_control(&config)
+            .await?
+            .clustered(&config)
+            .await?;
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(warren_edge::run(
             config,
@@ -465,6 +493,29 @@ impl TestCluster {
         self.stop_edge().await?;
         let listener = TcpListener::bind(self.edge_addr).await?;
         self.start_edge_on(listener).await
+    }
+
+    /// Stops control (in-flight requests finish); edges and agents keep running.
+    pub async fn stop_control(&mut self) -> anyhow::Result<()> {
+        self.control_shutdown.cancel();
+        if let Some(control) = self.control.take() {
+            control.await??;
+        }
+        Ok(())
+    }
+
+    /// Starts control again on the same address and database.
+    pub async fn start_control(&mut self) -> anyhow::Result<()> {
+        ensure!(self.control.is_none(), "control is running");
+        let listener = TcpListener::bind(self.control_addr).await?;
+        self.state = AppState::open(self.control_config.clone()).await?;
+        self.control_shutdown = CancellationToken::new();
+        self.control = Some(tokio::spawn(warren_control::serve(
+            listener,
+            self.state.clone(),
+            self.control_shutdown.clone(),
+        )));
+        Ok(())
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {

@@ -9,7 +9,6 @@ use crate::auth::Edge;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 use crate::store::now_ms;
-use crate::store::tunnels::CLOSED_REASON;
 
 #[utoipa::path(post, path = "/internal/v1/reports", tag = "internal", security(("edge_secret" = [])),
     request_body = EdgeReport,
@@ -22,31 +21,46 @@ pub async fn report(
     _edge: Edge,
     ApiJson(report): ApiJson<EdgeReport>,
 ) -> ApiResult<Json<ReportReply>> {
-    if report.events.len() > MAX_EVENTS_PER_REPORT {
-        return Err(ApiError::Unprocessable(format!(
-            "a report carries at most {MAX_EVENTS_PER_REPORT} events, this one {}",
-            report.events.len()
-        )));
-    }
-    if report.edge_id.is_empty() || report.edge_id.len() > 200 || report.region.is_empty() {
-        return Err(ApiError::Unprocessable(
-            "edge_id and region must be non-empty".into(),
-        ));
-    }
-    let db = state.db();
+    check(&report).map_err(ApiError::Unprocessable)?;
+    apply(&state, &report).await?;
     let now = now_ms();
-    db.touch_edge(&report.edge_id, &report.region, now).await?;
-    for event in &report.events {
-        db.apply_event(&report.edge_id, event).await?;
-    }
-    let closed = db.closed_tunnels(&report.region, now / 1000).await?;
+    let closed = state
+        .db()
+        .closed_tunnels(&report.region, now / 1000)
+        .await?;
     let close = closed
         .into_iter()
-        .map(|(tunnel_id, until)| CloseTunnel {
+        .map(|(tunnel_id, until, reason)| CloseTunnel {
             tunnel_id,
-            reason: CLOSED_REASON.into(),
+            reason,
             until: u64::try_from(until).unwrap_or(0),
         })
         .collect();
     Ok(Json(ReportReply { close }))
+}
+
+/// What makes a report acceptable, over HTTP or from the Redis Stream.
+pub(crate) fn check(report: &EdgeReport) -> Result<(), String> {
+    if report.events.len() > MAX_EVENTS_PER_REPORT {
+        return Err(format!(
+            "a report carries at most {MAX_EVENTS_PER_REPORT} events, this one {}",
+            report.events.len()
+        ));
+    }
+    if report.edge_id.is_empty() || report.edge_id.len() > 200 || report.region.is_empty() {
+        return Err("edge_id and region must be non-empty".into());
+    }
+    Ok(())
+}
+
+/// Records that the edge is alive and applies its events (idempotently: a report applied
+/// twice changes nothing).
+pub(crate) async fn apply(state: &AppState, report: &EdgeReport) -> Result<(), sqlx::Error> {
+    let db = state.db();
+    db.touch_edge(&report.edge_id, &report.region, now_ms())
+        .await?;
+    for event in &report.events {
+        db.apply_event(&report.edge_id, event).await?;
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use warren_proto::report::CloseTunnel;
 
 use super::extract::ApiJson;
 use crate::accounts::{TokenInfo, issue_token};
@@ -152,11 +153,26 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::Manage, "revoking tokens")?;
+    let now = now_ms();
     if state
         .db()
-        .revoke_token(&caller.account.id, &id, now_ms())
+        .revoke_token(&caller.account.id, &id, now)
         .await?
     {
+        // Its live tunnels close too: at once over Redis, else with the edges' next report.
+        let closed = state
+            .db()
+            .close_tunnels_of_token(&caller.account.id, &id, now)
+            .await?;
+        let closes: Vec<CloseTunnel> = closed
+            .into_iter()
+            .map(|(tunnel_id, until)| CloseTunnel {
+                tunnel_id,
+                reason: crate::store::tunnels::REVOKED_REASON.to_string(),
+                until: u64::try_from(until).unwrap_or(0),
+            })
+            .collect();
+        crate::bus::publish_closes(&state, &closes).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(

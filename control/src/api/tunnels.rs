@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use warren_proto::control::TunnelProtocol;
 use warren_proto::grant::{GRANT_AUDIENCE, GRANT_ISSUER, GrantClaims};
 use warren_proto::names::Subdomain;
+use warren_proto::report::CloseTunnel;
 
 use super::extract::ApiJson;
 use super::subdomains::{claim_name, taken};
@@ -302,5 +303,14 @@ pub async fn close_tunnel(
         .tunnel(&caller.account.id, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
+    crate::bus::publish_closes(
+        &state,
+        &[CloseTunnel {
+            tunnel_id: row.id.clone(),
+            reason: crate::store::tunnels::CLOSED_REASON.to_string(),
+            until: u64::try_from(row.grant_expires_at).unwrap_or(0),
+        }],
+    )
+    .await;
     Ok((StatusCode::ACCEPTED, Json(Tunnel::new(&state, &row))))
 }

@@ -199,17 +199,57 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Tunnels closed through the API in `region` whose grants are still valid at `now_secs`.
+    /// Tunnels closed through the API (or by revoking their token) in `region` whose grants
+    /// are still valid at `now_secs`: id, grant expiry, and why.
     pub async fn closed_tunnels(
         &self,
         region: &str,
         now_secs: i64,
-    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, grant_expires_at FROM tunnels WHERE region = $1 AND closed_by_api = 1 \
-             AND grant_expires_at > $2 ORDER BY grant_expires_at DESC LIMIT 1000",
+    ) -> Result<Vec<(String, i64, String)>, sqlx::Error> {
+        let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT id, grant_expires_at, close_reason FROM tunnels WHERE region = $1 \
+             AND closed_by_api = 1 AND grant_expires_at > $2 \
+             ORDER BY grant_expires_at DESC LIMIT 1000",
         )
         .bind(region)
+        .bind(now_secs)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, until, reason)| (id, until, api_reason(reason)))
+            .collect())
+    }
+
+    /// Closes the account's tunnels opened with `token_id` whose grants are still valid at
+    /// `now_secs` (the token was revoked); returns their ids and grant expiries.
+    pub async fn close_tunnels_of_token(
+        &self,
+        account_id: &str,
+        token_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let now_secs = now_ms / 1000;
+        sqlx::query(
+            "UPDATE tunnels SET \
+             close_reason = CASE WHEN ended_at IS NULL THEN $1 ELSE close_reason END, \
+             ended_at = COALESCE(ended_at, $2), closed_by_api = 1 \
+             WHERE account_id = $3 AND token_id = $4 AND closed_by_api = 0 \
+             AND grant_expires_at > $5",
+        )
+        .bind(REVOKED_REASON)
+        .bind(now_ms)
+        .bind(account_id)
+        .bind(token_id)
+        .bind(now_secs)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query_as(
+            "SELECT id, grant_expires_at FROM tunnels WHERE account_id = $1 AND token_id = $2 \
+             AND closed_by_api = 1 AND grant_expires_at > $3",
+        )
+        .bind(account_id)
+        .bind(token_id)
         .bind(now_secs)
         .fetch_all(&self.pool)
         .await
@@ -243,5 +283,16 @@ impl Db {
     }
 }
 
+/// What an edge tells the agent of a tunnel closed through the API: the stored reason when it
+/// is one of the API's (a tunnel that had ended by itself keeps its own reason in history).
+fn api_reason(stored: Option<String>) -> String {
+    match stored {
+        Some(reason) if reason == REVOKED_REASON => reason,
+        _ => CLOSED_REASON.to_string(),
+    }
+}
+
 /// The close reason of a tunnel closed through the API.
 pub const CLOSED_REASON: &str = "closed through the API";
+/// The close reason of a tunnel whose token was revoked.
+pub const REVOKED_REASON: &str = "the token that opened it was revoked (log in with another token)";

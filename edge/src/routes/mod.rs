@@ -56,6 +56,13 @@ pub enum RouteError {
     Unavailable(String),
 }
 
+impl From<warren_bus::BusError> for RouteError {
+    fn from(e: warren_bus::BusError) -> RouteError {
+        let warren_bus::BusError::Unavailable(message) = e;
+        RouteError::Unavailable(message)
+    }
+}
+
 #[async_trait]
 pub trait RouteTable: Send + Sync + 'static {
     /// Claims `host` for `route` (see the module docs for the takeover rule).

@@ -9,15 +9,10 @@
 
 use super::{Claimed, Route, RouteError, RouteTable};
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
-
-/// Longest wait for one Redis operation before the edge treats the table as unavailable.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+pub use warren_bus::{BusError, OPERATION_TIMEOUT, RedisConnection, redact};
 
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -59,73 +54,6 @@ return 0
 "#,
     )
 });
-
-/// A connection to a single Redis or to a Redis Cluster; both reconnect by themselves.
-#[derive(Clone)]
-pub enum RedisConnection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl RedisConnection {
-    /// Connects to `url`: `redis://HOST:PORT[/DB]` (or `rediss://`) for one server,
-    /// `redis+cluster://HOST:PORT,HOST:PORT,...` for a Redis Cluster (any subset of its nodes).
-    pub async fn connect(url: &str) -> Result<RedisConnection, RouteError> {
-        let unavailable = |e: redis::RedisError| {
-            RouteError::Unavailable(format!("cannot connect to Redis at {}: {e}", redact(url)))
-        };
-        if let Some(nodes) = url.strip_prefix("redis+cluster://") {
-            let nodes: Vec<String> = nodes
-                .split(',')
-                .filter(|n| !n.is_empty())
-                .map(|n| format!("redis://{n}"))
-                .collect();
-            let client = ClusterClientBuilder::new(nodes)
-                .connection_timeout(OPERATION_TIMEOUT)
-                .response_timeout(OPERATION_TIMEOUT)
-                .build()
-                .map_err(unavailable)?;
-            let connection = client.get_async_connection().await.map_err(unavailable)?;
-            return Ok(RedisConnection::Cluster(connection));
-        }
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(OPERATION_TIMEOUT))
-            .set_response_timeout(Some(OPERATION_TIMEOUT));
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(unavailable)?;
-        Ok(RedisConnection::Single(manager))
-    }
-}
-
-impl ConnectionLike for RedisConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            RedisConnection::Single(c) => c.req_packed_command(cmd),
-            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            RedisConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
-            RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            RedisConnection::Single(c) => c.get_db(),
-            RedisConnection::Cluster(c) => c.get_db(),
-        }
-    }
-}
 
 /// The route table of a cluster of edges.
 pub struct RedisRouteTable {
@@ -245,28 +173,9 @@ impl RouteTable for RedisRouteTable {
     }
 }
 
-/// `url` without its password, for error messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact("redis://user:secret@10.0.0.1:6379"),
-            "redis://<redacted>@10.0.0.1:6379"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
 
     #[test]
     fn keys_of_one_host_share_a_hash_slot() {
