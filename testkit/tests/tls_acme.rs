@@ -135,10 +135,10 @@ async fn a_dns01_wildcard_serves_tunnels_end_to_end_and_unknown_names_fail_clean
 
     // A name nobody serves: the handshake fails with an alert, nothing else breaks.
     let refused = connect(tls_addr, "stranger.example.org", roots.clone(), &[]).await;
-    let error = refused
-        .err()
-        .expect("unknown SNI must be refused")
-        .to_string();
+    let Err(error) = refused else {
+        panic!("unknown SNI must be refused");
+    };
+    let error = error.to_string();
     assert!(
         error.contains("alert")
             || error.contains("HandshakeFailure")

@@ -47,10 +47,10 @@ async fn agents_connect_over_wss_and_visitors_get_https_with_a_local_ca() -> any
 
     // The system roots do not know the local CA: refused, with advice.
     let refused = TestAgent::start_with(options(&url, origin.port(), EdgeTrust::System)).await;
-    let error = refused
-        .err()
-        .expect("an unknown CA must be refused")
-        .to_string();
+    let Err(error) = refused else {
+        panic!("an unknown CA must be refused");
+    };
+    let error = error.to_string();
     assert!(error.contains("--ca-file"), "{error}");
 
     let agent = TestAgent::start_with(options(

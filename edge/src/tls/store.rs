@@ -76,10 +76,13 @@ pub fn http01_key(token: &str) -> String {
     format!("warren:tls:http01:{token}")
 }
 
+/// A value and when it expires (never, without a TTL).
+type Entry = (Vec<u8>, Option<Instant>);
+
 /// The in-process store of a single edge.
 #[derive(Default)]
 pub struct MemoryCertStore {
-    entries: Mutex<HashMap<String, (Vec<u8>, Option<Instant>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl MemoryCertStore {
@@ -87,10 +90,7 @@ impl MemoryCertStore {
         MemoryCertStore::default()
     }
 
-    fn live<'a>(
-        entries: &'a mut HashMap<String, (Vec<u8>, Option<Instant>)>,
-        key: &str,
-    ) -> Option<&'a Vec<u8>> {
+    fn live<'a>(entries: &'a mut HashMap<String, Entry>, key: &str) -> Option<&'a Vec<u8>> {
         if entries
             .get(key)
             .is_some_and(|(_, until)| until.is_some_and(|t| t <= Instant::now()))
