@@ -80,6 +80,21 @@ async fn agents_connect_over_wss_and_visitors_get_https_with_a_local_ca() -> any
     let foreign = HttpsConnection::open(edge.tls_addr.expect("tls"), "example.org", roots).await;
     assert!(foreign.is_err());
 
+    // The control client speaks https with the same trust options (here: the edge's apex,
+    // whose probe answers 204).
+    let client = warren_cli::control_client::ControlClient::with_trust(
+        &format!("https://localhost:{tls_port}"),
+        None,
+        &EdgeTrust::CaFile(files.ca.clone()),
+    )?;
+    assert_eq!(client.get("/_warren/probe").await?, serde_json::Value::Null);
+    let untrusted = warren_cli::control_client::ControlClient::with_trust(
+        &format!("https://localhost:{tls_port}"),
+        None,
+        &EdgeTrust::System,
+    )?;
+    assert!(untrusted.get("/_warren/probe").await.is_err());
+
     // --insecure accepts the certificate without verifying who issued it.
     let insecure = TestAgent::start_with(options(&url, origin.port(), EdgeTrust::Insecure)).await?;
     insecure.stop().await;
