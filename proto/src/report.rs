@@ -1,11 +1,12 @@
 //! What an edge tells control about the tunnel sessions it serves, and what control answers.
 //!
-//! The edge posts an [`EdgeReport`] to control's internal endpoint (`POST
-//! /internal/v1/reports`, authenticated with the edge secret) every half second while it has
-//! something to say, and at least every few seconds as a heartbeat. Counters are cumulative per
-//! session, so a report retried after a failure never counts twice. Control answers with the
-//! tunnels it wants closed ([`ReportReply::close`]): that is how `DELETE /v1/tunnels/{id}`
-//! reaches the edge within a second. The cluster issue moves this onto a Redis Stream.
+//! An edge sends an [`EdgeReport`] every half second while it has something to say: in a
+//! cluster to the Redis Stream `warren:events` (read by control's consumer group, see the
+//! `warren-bus` crate), else to control's internal endpoint (`POST /internal/v1/reports`,
+//! authenticated with the edge secret), which also serves as a heartbeat. Counters are
+//! cumulative per session, so a report sent or applied twice never counts twice. Control's
+//! closes are [`CloseTunnel`]s: published on the Redis channel `warren:close`, and listed in
+//! the answer to every HTTP report ([`ReportReply::close`]).
 
 use serde::{Deserialize, Serialize};
 

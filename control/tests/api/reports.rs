@@ -157,4 +157,28 @@ api_tests! {
         assert_eq!(r["close_reason"], "closed through the API");
         assert_eq!(ctx.get("/v1/tunnels", Some(&a)).await.json["tunnels"], json!([]));
     }
+
+    async fn revoking_a_token_closes_its_tunnels_and_only_those(ctx: &Ctx) {
+        let a = ctx.account("a@example.com").await;
+        let r = ctx.call(Method::POST, "/v1/tokens", Some(&a),
+            Some(json!({"name": "laptop", "scopes": ["tunnel"]}))).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let laptop = r.json["token"].as_str().expect("token").to_string();
+        let laptop_id = r.json["id"].as_str().expect("id").to_string();
+        let kept = open(ctx, &a).await;
+        let revoked = open(ctx, &laptop).await;
+        report(ctx, batch(vec![started(&kept, "s1"), started(&revoked, "s2")])).await;
+
+        let r = ctx.call(Method::DELETE, &format!("/v1/tokens/{laptop_id}"), Some(&a), None).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        let reply = report(ctx, batch(vec![])).await;
+        let close = reply["close"].as_array().expect("close");
+        assert_eq!(close.len(), 1, "{reply}");
+        assert_eq!(close[0]["tunnel_id"], revoked.tunnel.as_str());
+        assert!(close[0]["reason"].as_str().expect("reason").contains("revoked"), "{reply}");
+        let r = row(ctx, &a, &revoked.tunnel).await;
+        assert_eq!(r["state"], "ended", "{r}");
+        assert!(r["close_reason"].as_str().expect("reason").contains("revoked"), "{r}");
+        assert_eq!(row(ctx, &a, &kept.tunnel).await["state"], "live");
+    }
 }

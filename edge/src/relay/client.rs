@@ -22,8 +22,61 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// What goes to the owning edge: the visitor's body, or nothing (kept replayable).
-type RelayBody = Either<Incoming, Empty<Bytes>>;
+/// What goes to the owning edge: the visitor's body (handed over on first poll), or nothing.
+type RelayBody = Either<Deferred, Empty<Bytes>>;
+
+/// The visitor's body, left with this edge until the relay first asks it for data. If the
+/// attempt fails before that (the owning edge is gone: connection refused), nothing was sent,
+/// so the request — body included — can be held and sent again.
+pub struct Deferred {
+    slot: Arc<Mutex<Option<Incoming>>>,
+    taken: Option<Incoming>,
+    hint: http_body::SizeHint,
+}
+
+impl Deferred {
+    fn new(body: Incoming) -> (Deferred, Arc<Mutex<Option<Incoming>>>) {
+        let hint = body.size_hint();
+        let slot = Arc::new(Mutex::new(Some(body)));
+        (
+            Deferred {
+                slot: slot.clone(),
+                taken: None,
+                hint,
+            },
+            slot,
+        )
+    }
+}
+
+impl http_body::Body for Deferred {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        if self.taken.is_none() {
+            let body = take(&self.slot);
+            self.taken = body;
+        }
+        match self.taken.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            // Given back to the visitor's request after a failure: this attempt is over.
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.hint.clone()
+    }
+}
+
+/// Takes the body out of its slot; a poisoned lock still holds a whole `Option`.
+fn take(slot: &Mutex<Option<Incoming>>) -> Option<Incoming> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
 
 /// How long a looked-up route is trusted before Redis is asked again.
 const ROUTE_CACHE_FOR: Duration = Duration::from_secs(2);
@@ -91,8 +144,8 @@ pub enum Owner {
 
 /// Why a relay did not produce a response.
 pub enum RelayFailure {
-    /// The owning edge could not be reached. A request that had not started sending its body
-    /// (none had one) is given back, so it can be held and sent again.
+    /// The owning edge could not be reached. A request whose body had not been touched (or
+    /// that had none) is given back, so it can be held and sent again.
     Unreachable(Option<Box<Request<Incoming>>>),
     /// Anything else, as the visitor will see it.
     Failed(EdgeError),
@@ -138,12 +191,16 @@ pub async fn relay(
 ) -> Result<Response<EdgeBody>, RelayFailure> {
     let visitor_version = req.version();
     let (mut parts, body) = req.into_parts();
-    // A request without a body can be sent again if this attempt fails; keep its parts.
-    let replayable = body.is_end_stream();
-    let (outbound_body, kept_body) = if replayable {
-        (Either::Right(Empty::new()), Some(body))
+    // The request can be sent again if this attempt fails before the body was touched; keep
+    // its parts, and the body until the relay asks for it.
+    let (outbound_body, kept_body) = if body.is_end_stream() {
+        (
+            Either::Right(Empty::new()),
+            Arc::new(Mutex::new(Some(body))),
+        )
     } else {
-        (Either::Left(body), None)
+        let (deferred, slot) = Deferred::new(body);
+        (Either::Left(deferred), slot)
     };
     let outbound = outbound_request(relay, &parts, outbound_body, relay_addr, hostname, ctx)
         .map_err(RelayFailure::Failed)?;
@@ -156,7 +213,8 @@ pub async fn relay(
         Ok(Err(e)) => {
             tracing::debug!(edge = %edge_id, error = %e, "relay to the owning edge failed");
             relay.forget(hostname, edge_id);
-            let given_back = kept_body.map(|body| Box::new(Request::from_parts(parts, body)));
+            let given_back =
+                take(&kept_body).map(|body| Box::new(Request::from_parts(parts, body)));
             return Err(RelayFailure::Unreachable(given_back));
         }
         Err(_) => {
@@ -170,7 +228,7 @@ pub async fn relay(
         // the agent, so a request without a body is tried again once the route has moved.
         tracing::debug!(edge = %edge_id, host = %hostname, "the owning edge no longer serves the tunnel");
         relay.forget(hostname, edge_id);
-        let given_back = kept_body.map(|body| Box::new(Request::from_parts(parts, body)));
+        let given_back = take(&kept_body).map(|body| Box::new(Request::from_parts(parts, body)));
         return Err(RelayFailure::Unreachable(given_back));
     }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
