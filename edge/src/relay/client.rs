@@ -69,7 +69,7 @@ impl http_body::Body for Deferred {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
