@@ -19,6 +19,33 @@ pub struct Cli {
     /// Diagnostic log filter (e.g. `info`, `warren_session=debug`), written to stderr.
     #[arg(long, global = true, env = "WARREN_LOG", default_value = "warn")]
     pub log: String,
+
+    /// Trust only the CA certificates in this PEM file for a `wss://`/`https://` edge (a
+    /// private CA, or the one `warren dev --tls` prints), instead of the system's roots.
+    #[arg(long, global = true, env = "WARREN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Do not verify the edge's TLS certificate at all. For test edges only: anyone on the
+    /// path could read and change the tunnel's traffic. Prints a warning.
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_INSECURE",
+        conflicts_with = "ca_file"
+    )]
+    pub insecure: bool,
+}
+
+impl Cli {
+    /// Whom agents trust for the edge's certificate.
+    pub fn edge_trust(&self) -> crate::agent::tls::EdgeTrust {
+        use crate::agent::tls::EdgeTrust;
+        match (&self.ca_file, self.insecure) {
+            (_, true) => EdgeTrust::Insecure,
+            (Some(path), false) => EdgeTrust::CaFile(path.clone()),
+            (None, false) => EdgeTrust::System,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +140,16 @@ pub struct DevArgs {
     /// Host the local service listens on, when PORT is a bare port.
     #[arg(long, default_value = "localhost")]
     pub local_host: String,
+
+    /// Also serve tunnels over HTTPS (https://NAME.localhost:PORT) with a certificate from a
+    /// local CA kept in the data directory; its path is printed (trust it, or pass it to
+    /// --ca-file). The plain listener then redirects visitors to HTTPS.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Address of the HTTPS listener with --tls.
+    #[arg(long, env = "WARREN_DEV_TLS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -73,7 +74,7 @@ impl ControlError {
 pub struct ControlClient {
     base: String,
     token: Option<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl fmt::Debug for ControlClient {
@@ -89,10 +90,43 @@ impl ControlClient {
     /// A client for the control plane at `url` (`http://host:port`, optionally with a path
     /// prefix).
     pub fn new(url: &str, token: Option<String>) -> Result<ControlClient, ControlError> {
+        ControlClient::with_trust(url, token, &crate::agent::tls::default_trust())
+    }
+
+    /// Like [`ControlClient::new`], trusting `trust` for an https:// control.
+    pub fn with_trust(
+        url: &str,
+        token: Option<String>,
+        trust: &crate::agent::tls::EdgeTrust,
+    ) -> Result<ControlClient, ControlError> {
         let base = normalise_url(url)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        // https:// is verified like the edge (`--ca-file`, `--insecure`, else the system's
+        // roots); an http:// control never loads them.
+        let tls = if base.starts_with("https://") {
+            let config = crate::agent::tls::client_config(trust).map_err(|reason| {
+                ControlError::InvalidUrl {
+                    url: url.to_string(),
+                    reason,
+                }
+            })?;
+            let mut config = (*config).clone();
+            // hyper-rustls sets ALPN itself (and refuses a config that already has it).
+            config.alpn_protocols.clear();
+            config
+        } else {
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        };
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -230,13 +264,8 @@ pub fn normalise_url(raw: &str) -> Result<String, ControlError> {
     let trimmed = with_scheme.trim_end_matches('/').to_string();
     let uri: http::Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(invalid(
-                "this build speaks plain http to control; put control behind an http address or use a newer warren",
-            ));
-        }
-        _ => return Err(invalid("the scheme must be http://")),
+        Some("http" | "https") => {}
+        _ => return Err(invalid("the scheme must be http:// or https://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("no host"));

@@ -31,6 +31,9 @@ struct DevReady<'a> {
     control: &'a str,
     token: &'a str,
     data_dir: &'a Path,
+    /// With `--tls`: the local CA that signs the edge's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<&'a Path>,
     login_command: &'a str,
     tunnel_command: &'a str,
 }
@@ -56,8 +59,27 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
     let control_url = format!("http://127.0.0.1:{}", control_addr.port());
     let edge_url = format!("http://localhost:{}", addr.port());
 
+    // With --tls, public URLs are https on the TLS listener; agents keep using the plain one
+    // (`/_warren/*` is never redirected).
+    let tls = match args.tls {
+        true => {
+            let files = crate::dev_tls::prepare(&data_dir)?;
+            let listener = TcpListener::bind(args.tls_listen).await.with_context(|| {
+                format!(
+                    "cannot listen on {} for HTTPS: pass --tls-listen 127.0.0.1:PORT",
+                    args.tls_listen
+                )
+            })?;
+            Some((files, listener))
+        }
+        false => None,
+    };
+    let public = match &tls {
+        Some((_, listener)) => ("https", listener.local_addr()?.port()),
+        None => ("http", addr.port()),
+    };
     let edge_secret = format!("{:032x}", rand::random::<u128>());
-    let state = open_control(&data_dir, &control_url, addr, &edge_secret).await?;
+    let state = open_control(&data_dir, &control_url, addr, public, &edge_secret).await?;
     let token = warren_control::ensure_dev_account(&state)
         .await
         .context("cannot create the dev account")?;
@@ -72,16 +94,27 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
         control_shutdown.clone(),
     ));
 
-    let config = EdgeConfig {
+    let mut config = EdgeConfig {
         domain: "localhost".into(),
         region: "local".into(),
         tokens: vec![token.clone()],
-        public_port: Some(addr.port()),
+        public_scheme: public.0.into(),
+        public_port: Some(public.1),
         shutdown_grace: Duration::from_secs(5),
         control_url: Some(control_url.clone()),
         control_secret: Some(edge_secret),
         ..EdgeConfig::default()
     };
+    let (tls_files, tls_listener) = match tls {
+        Some((files, listener)) => (Some(files), Some(listener)),
+        None => (None, None),
+    };
+    if let Some(files) = &tls_files {
+        config.tls.tls_cert = Some(files.cert.clone());
+        config.tls.tls_key = Some(files.key.clone());
+        config.tls.tls_local_ca_cert = Some(files.ca.clone());
+        config.tls.tls_local_ca_key = Some(files.ca_key.clone());
+    }
     let deps = Deps::with_control(&config).await?;
     let edge = tokio::spawn(warren_edge::run(
         config,
@@ -90,12 +123,15 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
             visitor: listener,
             tunnel: None,
             relay: None,
+            tls: tls_listener,
+            admin: None,
         },
         shutdown.clone(),
     ));
 
     let login_command = format!("warren login --control {control_url} --token {token}");
     let tunnel_command = format!("warren http 3000 --edge {edge_url} --token {token}");
+    let ca_file = tls_files.as_ref().map(|f| f.ca.as_path());
     if printer.json {
         printer.json_line(&DevReady {
             event: "dev_ready",
@@ -103,6 +139,7 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
             control: &control_url,
             token: &token,
             data_dir: &data_dir,
+            ca_file,
             login_command: &login_command,
             tunnel_command: &tunnel_command,
         });
@@ -112,9 +149,17 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
             data_dir.display()
         );
         println!(
-            "Warren dev edge listening on {addr}; tunnels are served at http://NAME.localhost:{}",
-            addr.port()
+            "Warren dev edge listening on {addr}; tunnels are served at {}://NAME.localhost:{}",
+            public.0, public.1
         );
+        if let Some(ca) = ca_file {
+            println!(
+                "HTTPS certificates come from a local CA: {} (trust it in your browser, or pass \
+                 --ca-file {} to tools)",
+                ca.display(),
+                ca.display()
+            );
+        }
         println!("Log in from another terminal, then expose a port:");
         println!("  {login_command}");
         println!("  warren http 3000");
@@ -200,6 +245,7 @@ async fn open_control(
     data_dir: &Path,
     control_url: &str,
     edge: SocketAddr,
+    public: (&str, u16),
     edge_secret: &str,
 ) -> anyhow::Result<AppState> {
     let database = data_dir.join("control.db");
@@ -214,8 +260,8 @@ async fn open_control(
         domain: "localhost".into(),
         tunnel_url: format!("http://127.0.0.1:{}", edge.port()),
         probe_url: format!("http://127.0.0.1:{}/_warren/probe", edge.port()),
-        public_scheme: "http".into(),
-        public_port: Some(edge.port()),
+        public_scheme: public.0.into(),
+        public_port: Some(public.1),
     }];
     config.edge_secret = Some(edge_secret.to_string());
     AppState::open(config).await.with_context(|| {

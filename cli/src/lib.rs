@@ -8,7 +8,7 @@
 //!   `domains`, `tunnels`, `history`, `regions`, `http`).
 //! - `config.rs`: the saved login (`~/.config/warren/config.toml`).
 //! - `control_client.rs`: the REST client for control; `api.rs`: the bodies it reads.
-//! - `dev.rs`: `warren dev`.
+//! - `dev.rs`: `warren dev`; `dev_tls.rs`: its local CA for `--tls`.
 //! - `output.rs`, `table.rs`: text for people, JSON for scripts.
 //! - `probe.rs`: latency to each region, for `--region auto`.
 //! - `signals.rs`: Ctrl-C handling.
@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod control_client;
 pub mod dev;
+pub mod dev_tls;
 pub mod output;
 pub mod probe;
 pub mod signals;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 /// Runs a parsed command line; the exit code says how it went.
 pub async fn run(cli: Cli) -> ExitCode {
     let printer = Printer { json: cli.json };
+    agent::tls::set_default_trust(cli.edge_trust());
     let result = match cli.command {
         Command::Http(args) => commands::http::run(args, printer).await,
         Command::Dev(args) => dev::run(args, printer).await,

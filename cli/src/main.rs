@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use warren_cli::args::Cli;
 
 fn main() -> ExitCode {
+    // One rustls crypto provider (ring), chosen before anything uses TLS.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

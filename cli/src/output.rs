@@ -14,14 +14,25 @@ pub struct Printer {
 
 impl Printer {
     pub fn agent_event(&self, event: &AgentEvent) {
+        let mut out = Vec::new();
+        self.render(event, &mut out);
+        write_stdout(&out);
+    }
+
+    /// Appends what `event` prints on stdout to `out`; what goes to stderr is printed now.
+    fn render(&self, event: &AgentEvent, out: &mut Vec<u8>) {
         if self.json {
-            return self.json_line(event);
+            if let Ok(line) = serde_json::to_string(event) {
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
+            return;
         }
         match event {
             AgentEvent::TunnelReady {
                 public_url, local, ..
             } => {
-                println!("Forwarding  {public_url} → {local}");
+                let _ = writeln!(out, "Forwarding  {public_url} → {local}");
             }
             AgentEvent::Request {
                 method,
@@ -41,7 +52,8 @@ impl Printer {
                     .as_deref()
                     .map(|e| format!("  ({e})"))
                     .unwrap_or_default();
-                println!(
+                let _ = writeln!(
+                    out,
                     "{}  {method:<7} {path:<40} {status}  {:>9}  {:>9}{note}",
                     clock(),
                     format_duration(*duration_ms),
@@ -93,6 +105,20 @@ impl Printer {
     }
 }
 
+/// Writes `bytes` to stdout in one call and flushes.
+fn write_stdout(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes);
+    let _ = stdout.flush();
+}
+
+/// Most events printed with one write: under load, request lines go out in batches instead of
+/// one system call each; when idle, each event is written at once.
+const BATCH: usize = 256;
+
 /// Prints agent events from a channel as they come, on a task of its own.
 pub struct EventPrinter {
     done: tokio_util::sync::CancellationToken,
@@ -105,11 +131,21 @@ impl EventPrinter {
         let done = tokio_util::sync::CancellationToken::new();
         let stop = done.clone();
         let task = tokio::spawn(async move {
+            let mut out = Vec::with_capacity(16 * 1024);
             loop {
                 tokio::select! {
                     biased;
                     event = rx.recv() => match event {
-                        Some(event) => printer.agent_event(&event),
+                        Some(event) => {
+                            printer.render(&event, &mut out);
+                            // And whatever else is already queued, in the same write.
+                            for _ in 1..BATCH {
+                                let Ok(event) = rx.try_recv() else { break };
+                                printer.render(&event, &mut out);
+                            }
+                            write_stdout(&out);
+                            out.clear();
+                        }
                         None => return,
                     },
                     () = stop.cancelled() => break,
@@ -117,8 +153,9 @@ impl EventPrinter {
             }
             // Whatever was sent before `finish` is still printed.
             while let Ok(event) = rx.try_recv() {
-                printer.agent_event(&event);
+                printer.render(&event, &mut out);
             }
+            write_stdout(&out);
         });
         (tx, EventPrinter { done, task })
     }

@@ -97,6 +97,8 @@ impl TwoRegions {
                 visitor: listener,
                 tunnel: None,
                 relay: None,
+                tls: None,
+                admin: None,
             };
             tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
         }

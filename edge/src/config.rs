@@ -118,6 +118,10 @@ pub struct EdgeConfig {
     /// How long shutdown waits for in-flight requests before closing everything.
     #[arg(long, env = "WARREN_EDGE_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// TLS for visitors: certificate files or ACME, and the shared certificate store.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsSettings,
 }
 
 impl Default for EdgeConfig {
@@ -147,6 +151,7 @@ impl Default for EdgeConfig {
             redis_url: None,
             relay_key: None,
             relay_advertise: None,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -179,6 +184,7 @@ impl fmt::Debug for EdgeConfig {
             )
             .field("relay_key", &self.relay_key.as_ref().map(|_| "<redacted>"))
             .field("relay_advertise", &self.relay_advertise)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -224,6 +230,7 @@ impl EdgeConfig {
         if self.heartbeat_interval < Duration::from_millis(100) {
             return Err("--heartbeat must be at least 100ms".into());
         }
+        self.tls.validate(self.redis_url.is_some())?;
         self.validate_control()
     }
 

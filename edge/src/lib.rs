@@ -14,10 +14,13 @@
 //! - `grant/`: grants signed by control, verified offline with control's keys (JWKS);
 //!   `control_link.rs`: session reports to control and the tunnels it closes;
 //!   `control_http.rs`: the bounded HTTP client both use.
+//! - `tls/`: the HTTPS listener's handshake, certificates by SNI, ACME and the shared
+//!   certificate store; `admin.rs`: certificate expiry for operators.
 //! - `config.rs`, `state.rs`: settings and shared state; `shutdown.rs`: graceful shutdown.
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod control_http;
@@ -29,6 +32,7 @@ pub mod relay;
 pub mod routes;
 pub mod shutdown;
 pub mod state;
+pub mod tls;
 pub mod tunnel;
 pub mod visitor;
 
@@ -45,6 +49,7 @@ use routes::redis::RedisConnection;
 use routes::{MemoryRouteTable, RedisRouteTable, RouteTable};
 use std::sync::Arc;
 use std::time::Duration;
+use tls::store::{CertStore, RedisCertStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use visitor::dispatch::Listener;
@@ -58,6 +63,11 @@ pub struct Listeners {
     /// In a cluster: the internal listener other edges relay visitor requests to. Bind it to
     /// an address visitors cannot reach.
     pub relay: Option<TcpListener>,
+    /// HTTPS for visitors (with `--tls-cert` or ACME). With it, the visitor listener redirects
+    /// to HTTPS except ACME HTTP-01 challenges and the edge's own `/_warren/*` endpoints.
+    pub tls: Option<TcpListener>,
+    /// Operators only: certificate expiry (`/_warren/certs`, `/metrics`), health.
+    pub admin: Option<TcpListener>,
 }
 
 /// The edge's pluggable parts.
@@ -68,6 +78,8 @@ pub struct Deps {
     pub control: Option<Arc<ControlLink>>,
     /// In a cluster: the edge directory and relay client (`relay/`).
     pub relay: Option<Relay>,
+    /// Where certificates and ACME accounts are kept: Redis in a cluster, else in process.
+    pub cert_store: Option<Arc<dyn CertStore>>,
 }
 
 impl Deps {
@@ -78,6 +90,7 @@ impl Deps {
             auth: Arc::new(StaticTokens::new("local", &config.tokens)),
             control: None,
             relay: None,
+            cert_store: None,
         }
     }
 
@@ -110,6 +123,7 @@ impl Deps {
             }),
             control: Some(Arc::new(ControlLink::new(http, secret.clone(), closed))),
             relay: None,
+            cert_store: None,
         })
     }
 
@@ -144,6 +158,7 @@ impl Deps {
             connection.clone(),
             routes::DEFAULT_LEASE,
         ));
+        self.cert_store = Some(Arc::new(RedisCertStore::new(connection.clone())));
         self.relay = Some(Relay::new(Directory::new(connection), key).map_err(anyhow::Error::msg)?);
         Ok(self)
     }
@@ -159,23 +174,46 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let visitor_addr = listeners.visitor.local_addr().ok();
-    let state = Arc::new(
-        EdgeState::new(
-            config,
-            deps.routes,
-            deps.auth,
-            deps.control.clone(),
-            visitor_addr,
-            shutdown.clone(),
-        )
-        .with_relay(deps.relay),
-    );
+    let mut state = EdgeState::new(
+        config,
+        deps.routes,
+        deps.auth,
+        deps.control.clone(),
+        visitor_addr,
+        shutdown.clone(),
+    )
+    .with_relay(deps.relay);
+    if let Some(listener) = &listeners.tls {
+        let tls = tls::setup(
+            &state.config,
+            state.routes.clone(),
+            deps.cert_store,
+            &state.edge_id,
+        )?;
+        state = state.with_tls(Arc::new(tls), listener.local_addr().ok());
+    }
+    let state = Arc::new(state);
     tracing::info!(edge = %state.edge_id, visitor = ?visitor_addr, domain = %state.config.domain, "edge started");
     state.tasks.spawn(accept::accept_loop(
         state.clone(),
         listeners.visitor,
         Listener::Visitor,
     ));
+    if let Some(tls_listener) = listeners.tls {
+        state.tasks.spawn(accept::accept_loop(
+            state.clone(),
+            tls_listener,
+            Listener::Tls,
+        ));
+    }
+    if let Some(manager) = state.tls.as_ref().and_then(|t| t.manager.clone()) {
+        state.tasks.spawn(manager.run(shutdown.clone()));
+    }
+    if let Some(admin) = listeners.admin {
+        state
+            .tasks
+            .spawn(accept::accept_loop(state.clone(), admin, Listener::Admin));
+    }
     if let Some(tunnel) = listeners.tunnel {
         state
             .tasks

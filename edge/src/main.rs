@@ -23,6 +23,16 @@ struct Args {
     #[arg(long, env = "WARREN_EDGE_RELAY_LISTEN")]
     relay_listen: Option<SocketAddr>,
 
+    /// HTTPS for visitors (needs --tls-cert/--tls-key or --acme-directory). With it, the
+    /// visitor listener redirects to HTTPS, except ACME challenges and /_warren/*.
+    #[arg(long, env = "WARREN_EDGE_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
+
+    /// Operators' listener: /_warren/certs (certificate expiry, JSON), /metrics, /healthz.
+    /// Bind it where visitors cannot reach it.
+    #[arg(long, env = "WARREN_EDGE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+
     /// Log format: text or json.
     #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -33,6 +43,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    warren_edge::tls::install_crypto_provider();
     let args = Args::parse();
     init_logging(&args.log_format);
     args.edge.validate().map_err(anyhow::Error::msg)?;
@@ -41,14 +52,9 @@ async fn main() -> anyhow::Result<()> {
     let visitor = TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let tunnel = match args.tunnel_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
-        ),
-        None => None,
-    };
+    let tunnel = bind_optional(args.tunnel_listen).await?;
+    let tls = bind_optional(args.tls_listen).await?;
+    let admin = bind_optional(args.admin_listen).await?;
     let relay = match (args.relay_listen, &args.edge.redis_url) {
         (Some(addr), Some(_)) => Some(
             TcpListener::bind(addr)
@@ -67,8 +73,20 @@ async fn main() -> anyhow::Result<()> {
         visitor,
         tunnel,
         relay,
+        tls,
+        admin,
     };
     warren_edge::run(args.edge, deps, listeners, shutdown).await
+}
+
+async fn bind_optional(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    Ok(Some(listener))
 }
 
 fn init_logging(format: &str) {

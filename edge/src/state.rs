@@ -5,6 +5,7 @@ use crate::config::EdgeConfig;
 use crate::control_link::ControlLink;
 use crate::relay::client::Relay;
 use crate::routes::RouteTable;
+use crate::tls::Tls;
 use crate::tunnel::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub struct EdgeState {
     pub held: Arc<Semaphore>,
     /// In a cluster: how requests for tunnels held by other edges reach them.
     pub relay: Option<Relay>,
+    /// HTTPS for visitors, when the edge serves it.
+    pub tls: Option<Arc<Tls>>,
+    /// The TLS listener's address: where the visitor listener redirects to.
+    pub tls_addr: Option<SocketAddr>,
     request_counter: AtomicU64,
 }
 
@@ -62,6 +67,8 @@ impl EdgeState {
             tasks: TaskTracker::new(),
             visitor_addr,
             relay: None,
+            tls: None,
+            tls_addr: None,
             request_counter: AtomicU64::new(0),
         }
     }
@@ -72,8 +79,20 @@ impl EdgeState {
         self
     }
 
+    /// Makes this edge serve HTTPS on `addr` with `tls`.
+    pub fn with_tls(mut self, tls: Arc<Tls>, addr: Option<SocketAddr>) -> EdgeState {
+        self.tls = Some(tls);
+        self.tls_addr = addr;
+        self
+    }
+
     pub fn public_url(&self, hostname: &str) -> String {
-        self.config.public_url(hostname, self.visitor_addr)
+        // Public https URLs name the TLS listener's port (unless --public-port says otherwise).
+        let listener = match (self.config.public_scheme.as_str(), self.tls_addr) {
+            ("https", Some(tls)) => Some(tls),
+            _ => self.visitor_addr,
+        };
+        self.config.public_url(hostname, listener)
     }
 
     /// A request id unique on this edge: its id and a counter (cheap: no randomness per request).

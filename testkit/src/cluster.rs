@@ -22,6 +22,10 @@ pub const DEADLINE: Duration = Duration::from_secs(15);
 /// An edge on `127.0.0.1:0` with the embedded defaults.
 pub struct TestEdge {
     pub addr: SocketAddr,
+    /// The HTTPS listener, when started with [`TestEdge::start_tls`].
+    pub tls_addr: Option<SocketAddr>,
+    /// The operators' listener, when started with [`TestEdge::start_tls`].
+    pub admin_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -75,10 +79,43 @@ impl TestEdge {
             visitor: listener,
             tunnel: None,
             relay: None,
+            tls: None,
+            admin: None,
         };
         let handle = tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
         Ok(TestEdge {
             addr,
+            tls_addr: None,
+            admin_addr: None,
+            shutdown,
+            handle,
+        })
+    }
+
+    /// Starts with an HTTPS listener and an admin listener too (both on `127.0.0.1:0`), the
+    /// visitor listener being the one the caller bound.
+    pub async fn start_tls(
+        config: EdgeConfig,
+        deps: Deps,
+        visitor: TcpListener,
+    ) -> anyhow::Result<TestEdge> {
+        let addr = visitor.local_addr()?;
+        let tls = TcpListener::bind("127.0.0.1:0").await?;
+        let admin = TcpListener::bind("127.0.0.1:0").await?;
+        let (tls_addr, admin_addr) = (tls.local_addr()?, admin.local_addr()?);
+        let shutdown = CancellationToken::new();
+        let listeners = Listeners {
+            visitor,
+            tunnel: None,
+            relay: None,
+            tls: Some(tls),
+            admin: Some(admin),
+        };
+        let handle = tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
+        Ok(TestEdge {
+            addr,
+            tls_addr: Some(tls_addr),
+            admin_addr: Some(admin_addr),
             shutdown,
             handle,
         })

@@ -10,6 +10,8 @@
 //! - `client`: HTTP/1.1 and WebSocket helpers that set an arbitrary `Host` (tunnels route by it).
 //! - `challtestsrv`: a real DNS server (`pebble-challtestsrv`) whose TXT and CNAME records tests set.
 //! - `redis`: real `redis-server` processes (one, or a Redis Cluster) on free loopback ports.
+//! - `pebble`: a real ACME server (`pebble`) and its DNS (`pebble-challtestsrv`) on free ports.
+//! - `tls`: an HTTPS client for tests that trusts only the roots it is given.
 //! - `latency_proxy`: a TCP proxy that adds a (changeable) delay each way, for latency tests.
 //! - `http`: end-to-end helpers: a whole tunnel in one call, raw HTTP/1.x, HTTP/2, a scripted
 //!   origin, process memory.
@@ -23,4 +25,6 @@ pub mod latency_proxy;
 pub mod multi;
 pub mod origin;
 pub mod pattern;
+pub mod pebble;
 pub mod redis;
+pub mod tls;

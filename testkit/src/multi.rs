@@ -74,6 +74,8 @@ impl ClusterEdge {
             visitor,
             tunnel: None,
             relay: Some(relay),
+            tls: None,
+            admin: None,
         };
         let handle = tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
         Ok(ClusterEdge {

@@ -180,12 +180,12 @@ fn redis_cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// A port free right now (the OS picks it; Redis cannot be told to pick one itself).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = StdListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
     Ok(listener.local_addr()?.port())
 }
 
-fn rand_suffix() -> u64 {
+pub(crate) fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
 }

@@ -79,18 +79,80 @@ pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError
     request
         .headers_mut()
         .insert("user-agent", HeaderValue::from_static(AGENT_VERSION));
+    let timed_out = || AgentError::EdgeUnreachable {
+        url: url.clone(),
+        reason: format!("no answer within {} s", options.connect_timeout.as_secs()),
+    };
+    if url.starts_with("wss://") {
+        let stream = tokio::time::timeout(options.connect_timeout, tls_connect(options, &request))
+            .await
+            .map_err(|_| timed_out())??;
+        let connect = tokio_tungstenite::client_async_with_config(
+            request,
+            stream,
+            Some(warren_session::ws_config()),
+        );
+        let (ws, _) = tokio::time::timeout(options.connect_timeout, connect)
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| connect_error(&url, e))?;
+        return handshake_on(options, ws).await;
+    }
     let connect = tokio_tungstenite::connect_async_with_config(
         request,
         Some(warren_session::ws_config()),
         true,
     );
-    let (mut ws, _) = tokio::time::timeout(options.connect_timeout, connect)
+    let (ws, _) = tokio::time::timeout(options.connect_timeout, connect)
         .await
-        .map_err(|_| AgentError::EdgeUnreachable {
-            url: url.clone(),
-            reason: format!("no answer within {} s", options.connect_timeout.as_secs()),
-        })?
+        .map_err(|_| timed_out())?
         .map_err(|e| connect_error(&url, e))?;
+    handshake_on(options, ws).await
+}
+
+/// TCP, then TLS to the edge, verified as `options.tls` says.
+async fn tls_connect(
+    options: &AgentOptions,
+    request: &tungstenite::handshake::client::Request,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, AgentError> {
+    let url = &options.edge_url;
+    let unreachable = |reason: String| AgentError::EdgeUnreachable {
+        url: url.clone(),
+        reason,
+    };
+    let host = request
+        .uri()
+        .host()
+        .ok_or_else(|| AgentError::Options(format!("--edge {url:?} names no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = request.uri().port_u16().unwrap_or(443);
+    let config = super::tls::client_config(&options.tls).map_err(AgentError::Options)?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| AgentError::Options(format!("--edge {url:?}: {e}")))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            unreachable(format!(
+                "TLS failed: {e} (for a private CA pass --ca-file; --insecure skips verification)"
+            ))
+        })
+}
+
+/// HELLO/WELCOME on an open WebSocket, then the session.
+async fn handshake_on<S>(
+    options: &AgentOptions,
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+) -> Result<Established, AgentError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let hello = hello(options);
     let welcome = handshake::agent_hello(&mut ws, &hello, options.connect_timeout)
         .await

@@ -5,6 +5,7 @@
 //! - `connect.rs`: WebSocket connect and handshake, errors as sentences for the user.
 //! - `run.rs`: the session loop: serve, reconnect with backoff, follow GOAWAY.
 //! - `forward.rs`: one stream → one TCP connection to the local service, spliced both ways.
+//! - `tls.rs`: whom the agent trusts for `wss://` (system roots, `--ca-file`, `--insecure`).
 //! - `backoff.rs`: exponential backoff with jitter.
 //! - `events.rs`: what the agent reports (printed as text or NDJSON by `crate::output`).
 
@@ -15,6 +16,7 @@ pub mod forward;
 pub mod grant;
 pub mod options;
 pub mod run;
+pub mod tls;
 
 pub use connect::AgentError;
 pub use events::AgentEvent;

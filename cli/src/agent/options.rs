@@ -51,6 +51,8 @@ pub struct AgentOptions {
     pub connect_timeout: Duration,
     /// Time allowed to connect to the local service for one stream.
     pub local_connect_timeout: Duration,
+    /// Whom to trust for a `wss://` edge.
+    pub tls: super::tls::EdgeTrust,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -81,6 +83,7 @@ impl AgentOptions {
             request_log: true,
             connect_timeout: Duration::from_secs(10),
             local_connect_timeout: Duration::from_secs(10),
+            tls: super::tls::default_trust(),
         })
     }
 }

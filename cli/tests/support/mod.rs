@@ -480,6 +480,8 @@ impl TestCluster {
                 visitor: listener,
                 tunnel: None,
                 relay: None,
+                tls: None,
+                admin: None,
             },
             shutdown.clone(),
         ));

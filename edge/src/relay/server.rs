@@ -52,6 +52,7 @@ pub async fn handle(
     strip_relay_headers(req.headers_mut());
     let ctx = RequestContext {
         peer: SocketAddr::new(visitor, 0),
+        proto: "http",
         request_id,
         started: Instant::now(),
     };

@@ -22,11 +22,17 @@ pub enum Listener {
     Tunnel,
     /// The internal listener other edges relay visitor requests to (`relay/server.rs`).
     Relay,
+    /// The public HTTPS listener: like `Visitor`, over TLS.
+    Tls,
+    /// Operators only: certificate expiry and health (`admin.rs`).
+    Admin,
 }
 
 /// Facts about one visitor request that outlive its parts.
 pub struct RequestContext {
     pub peer: SocketAddr,
+    /// `https` on the TLS listener, else `http`: sent on as `X-Forwarded-Proto`.
+    pub proto: &'static str,
     pub request_id: String,
     pub started: Instant,
 }
@@ -39,14 +45,21 @@ pub async fn handle(
 ) -> Result<Response<EdgeBody>, Infallible> {
     let ctx = RequestContext {
         peer,
+        proto: if listener == Listener::Tls {
+            "https"
+        } else {
+            "http"
+        },
         request_id: request_id(&state, &req),
         started: Instant::now(),
     };
     let html = error_page::wants_html(req.headers());
     let result = match listener {
         Listener::Tunnel => apex::handle(&state, req, peer),
-        Listener::Visitor => route(&state, req, &ctx).await,
+        Listener::Visitor if state.tls.is_some() => redirect_or_route(&state, req, &ctx).await,
+        Listener::Visitor | Listener::Tls => route(&state, req, &ctx).await,
         Listener::Relay => crate::relay::server::handle(&state, req, peer).await,
+        Listener::Admin => crate::admin::handle(&state, req).await,
     };
     Ok(result.unwrap_or_else(|error| {
         tracing::debug!(visitor = %peer, request_id = %ctx.request_id, %error, side = ?error.side(), "request failed");
@@ -83,6 +96,64 @@ async fn route(
             },
         },
     }
+}
+
+/// With TLS on, the plain listener answers ACME HTTP-01 challenges and the edge's own
+/// `/_warren/*` endpoints (agents, probes, health), and redirects everything else to HTTPS.
+async fn redirect_or_route(
+    state: &Arc<EdgeState>,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let path = req.uri().path();
+    if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) {
+        return acme_challenge(state, token).await;
+    }
+    if path.starts_with("/_warren/") || path == "/healthz" || path == "/readyz" {
+        return route(state, req, ctx).await;
+    }
+    let host = host::request_host(&req)?;
+    let port = match (
+        state.config.public_scheme.as_str(),
+        state.config.public_port,
+    ) {
+        ("https", Some(port)) => Some(port),
+        _ => state.tls_addr.map(|a| a.port()),
+    };
+    let authority = match port {
+        Some(443) | None => host,
+        Some(port) => format!("{host}:{port}"),
+    };
+    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{authority}{path_and_query}");
+    let mut response = Response::new(EdgeBody::empty());
+    *response.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    let location = http::HeaderValue::from_str(&location)
+        .map_err(|_| EdgeError::BadRequest("the request target cannot be redirected".into()))?;
+    response
+        .headers_mut()
+        .insert(http::header::LOCATION, location);
+    Ok(response)
+}
+
+/// Where ACME HTTP-01 validation requests arrive (RFC 8555 §8.3).
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+async fn acme_challenge(state: &EdgeState, token: &str) -> Result<Response<EdgeBody>, EdgeError> {
+    let manager = state.tls.as_ref().and_then(|t| t.manager.as_ref());
+    let Some(manager) = manager else {
+        return Err(EdgeError::NotFound);
+    };
+    let answer = manager
+        .http01_answer(token)
+        .await
+        .ok_or(EdgeError::NotFound)?;
+    let mut response = Response::new(EdgeBody::full(answer));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
 }
 
 /// The visitor's own `X-Request-Id` if it is sane, else a fresh one.

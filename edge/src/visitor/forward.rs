@@ -58,7 +58,12 @@ pub async fn forward(
     if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
     }
-    headers::add_forwarded(&mut parts.headers, ctx.peer.ip(), "http", &forwarded_host);
+    headers::add_forwarded(
+        &mut parts.headers,
+        ctx.peer.ip(),
+        ctx.proto,
+        &forwarded_host,
+    );
     if !parts.headers.contains_key(&headers::X_REQUEST_ID)
         && let Ok(id) = HeaderValue::from_str(&ctx.request_id)
     {

@@ -1,5 +1,6 @@
 //! One visitor connection: HTTP/1.1 (keep-alive, upgrades) or HTTP/2, with the edge's limits,
-//! closed gracefully when the edge shuts down.
+//! closed gracefully when the edge shuts down. On the TLS listener the handshake comes first
+//! (`tls/accept.rs`), under the handshake timeout.
 
 use crate::state::EdgeState;
 use crate::visitor::dispatch::{self, Listener};
@@ -11,13 +12,32 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// Serves HTTP on `socket` until the visitor leaves or the edge shuts down.
+/// Serves HTTP (or HTTPS, on the TLS listener) on `socket` until the visitor leaves or the
+/// edge shuts down.
 pub async fn connection(
     state: Arc<EdgeState>,
     socket: TcpStream,
     peer: SocketAddr,
     listener: Listener,
 ) {
+    if listener != Listener::Tls {
+        return serve(state, socket, peer, listener).await;
+    }
+    let Some(tls) = state.tls.clone() else {
+        return;
+    };
+    let timeout = state.config.handshake_timeout;
+    match tokio::time::timeout(timeout, crate::tls::accept::handshake(&tls, socket)).await {
+        Ok(Ok(stream)) => serve(state, stream, peer, listener).await,
+        Ok(Err(e)) => tracing::debug!(visitor = %peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(visitor = %peer, ?timeout, "TLS handshake timed out"),
+    }
+}
+
+async fn serve<S>(state: Arc<EdgeState>, socket: S, peer: SocketAddr, listener: Listener)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

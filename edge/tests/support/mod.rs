@@ -239,6 +239,8 @@ impl Edge {
             visitor: listener,
             tunnel: None,
             relay: None,
+            tls: None,
+            admin: None,
         };
         let handle = tokio::spawn(warren_edge::run(config, deps, listeners, shutdown.clone()));
         Edge {
