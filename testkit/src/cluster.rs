@@ -93,7 +93,7 @@ impl TestEdge {
     }
 
     /// Starts with an HTTPS listener and an admin listener too (both on `127.0.0.1:0`), the
-    /// visitor listener being the one the caller bound.
+    /// visitor listener being the one the caller bound; with a relay key, a relay listener too.
     pub async fn start_tls(
         config: EdgeConfig,
         deps: Deps,
@@ -103,11 +103,16 @@ impl TestEdge {
         let tls = TcpListener::bind("127.0.0.1:0").await?;
         let admin = TcpListener::bind("127.0.0.1:0").await?;
         let (tls_addr, admin_addr) = (tls.local_addr()?, admin.local_addr()?);
+        // With a relay key the edge is part of a cluster: other edges relay to it.
+        let relay = match config.relay_key {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let listeners = Listeners {
             visitor,
             tunnel: None,
-            relay: None,
+            relay,
             tls: Some(tls),
             admin: Some(admin),
         };

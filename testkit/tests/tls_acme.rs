@@ -213,6 +213,32 @@ async fn two_edges_share_one_certificate_and_pebble_sees_one_order() -> anyhow::
         pebble.log()
     );
 
+    // A tunnel held by the first edge, reached over HTTPS on the second: relayed, and the
+    // local service still learns the visitor used HTTPS.
+    let origin = Origin::start().await?;
+    let agent = TestAgent::start(&edges[0], origin.port(), Some("relayed")).await?;
+    let mut conn = until_served(
+        edges[1].tls_addr.expect("tls"),
+        &agent.hostname,
+        &roots,
+        ISSUANCE,
+    )
+    .await?;
+    let (status, body) = conn.get("/headers").await?;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let headers: serde_json::Value = serde_json::from_slice(&body)?;
+    let fields = warren_testkit::http::header_fields(&headers);
+    assert_eq!(
+        warren_testkit::http::values_of(&fields, "x-forwarded-proto"),
+        ["https"]
+    );
+    assert!(
+        warren_testkit::http::values_of(&fields, "warren-relay-proto").is_empty(),
+        "relay headers never reach the agent"
+    );
+    drop(conn);
+    agent.stop().await;
+
     // The private key is sealed at rest: nothing in Redis reads as a PEM key.
     let keys = redis.cli(&["KEYS", "warren:tls:cert:*"])?;
     let key = keys.trim();

@@ -2,7 +2,9 @@
 //! to its relay listener, stream the answer back.
 
 use super::directory::Directory;
-use super::{RELAY_HOPS, RELAY_KEY, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers};
+use super::{
+    RELAY_HOPS, RELAY_KEY, RELAY_PROTO, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers,
+};
 use crate::error::EdgeError;
 use crate::routes::Route;
 use crate::state::EdgeState;
@@ -302,6 +304,7 @@ fn outbound_request(
     headers.insert(header::HOST, host);
     headers.insert(&RELAY_KEY, relay.key.clone());
     headers.insert(&RELAY_HOPS, HeaderValue::from_static("1"));
+    headers.insert(&RELAY_PROTO, HeaderValue::from_static(ctx.proto));
     if let Ok(visitor) = HeaderValue::from_str(&ctx.peer.ip().to_string()) {
         headers.insert(&RELAY_VISITOR, visitor);
     }

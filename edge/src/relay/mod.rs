@@ -26,6 +26,9 @@ pub static RELAY_KEY: HeaderName = HeaderName::from_static("warren-relay-key");
 pub static RELAY_VISITOR: HeaderName = HeaderName::from_static("warren-relay-visitor");
 /// How many edges the request has crossed.
 pub static RELAY_HOPS: HeaderName = HeaderName::from_static("warren-relay-hops");
+/// The scheme the visitor used on the first edge (`http` or `https`): sent on to the agent as
+/// `X-Forwarded-Proto`.
+pub static RELAY_PROTO: HeaderName = HeaderName::from_static("warren-relay-proto");
 /// The request id the first edge assigned.
 pub static RELAY_REQUEST_ID: HeaderName = HeaderName::from_static("warren-relay-request-id");
 
@@ -35,7 +38,13 @@ pub static RELAY_MOVED: HeaderName = HeaderName::from_static("warren-relay-moved
 
 /// Removes every relay header (a visitor may not set them; an agent never sees them).
 pub fn strip_relay_headers(headers: &mut http::HeaderMap) {
-    for name in [&RELAY_KEY, &RELAY_VISITOR, &RELAY_HOPS, &RELAY_REQUEST_ID] {
+    for name in [
+        &RELAY_KEY,
+        &RELAY_VISITOR,
+        &RELAY_HOPS,
+        &RELAY_PROTO,
+        &RELAY_REQUEST_ID,
+    ] {
         headers.remove(name);
     }
 }

@@ -2,7 +2,8 @@
 //! relayed again, served from this edge's own sessions.
 
 use super::{
-    RELAY_HOPS, RELAY_KEY, RELAY_MOVED, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers,
+    RELAY_HOPS, RELAY_KEY, RELAY_MOVED, RELAY_PROTO, RELAY_REQUEST_ID, RELAY_VISITOR,
+    strip_relay_headers,
 };
 use crate::error::EdgeError;
 use crate::host::{self, Target};
@@ -49,10 +50,15 @@ pub async fn handle(
     let request_id = header_str(&req, &RELAY_REQUEST_ID)
         .filter(|id| !id.is_empty() && id.len() <= 128)
         .map_or_else(|| state.next_request_id(), str::to_string);
+    // Only the two schemes an edge listens with; anything else is treated as plain HTTP.
+    let proto = match header_str(&req, &RELAY_PROTO) {
+        Some("https") => "https",
+        _ => "http",
+    };
     strip_relay_headers(req.headers_mut());
     let ctx = RequestContext {
         peer: SocketAddr::new(visitor, 0),
-        proto: "http",
+        proto,
         request_id,
         started: Instant::now(),
     };
