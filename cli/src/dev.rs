@@ -176,7 +176,9 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
                 ..TunnelRequest::default()
             };
             let result = match open_tunnel(&client, &request, &local).await {
-                Ok(first) => run_granted(client, first, local, printer, shutdown.clone()).await,
+                Ok(first) => {
+                    run_granted(client, first, local, printer, shutdown.clone(), false).await
+                }
                 Err(e) => Err(e),
             };
             shutdown.cancel();

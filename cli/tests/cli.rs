@@ -132,6 +132,40 @@ async fn json_output_reports_the_tunnel_and_each_request() -> anyhow::Result<()>
 }
 
 #[tokio::test]
+async fn quiet_prints_the_tunnel_but_no_request_lines() -> anyhow::Result<()> {
+    let origin = Origin::start().await?;
+    let edge = TestEdge::start().await?;
+    let port = origin.port().to_string();
+    let mut warren = Warren::spawn(&[
+        "http",
+        &port,
+        "--edge",
+        &edge.url(),
+        "--token",
+        TEST_TOKEN,
+        "--json",
+        "--quiet",
+    ])?;
+    let first = warren.json_event("tunnel_ready").await?;
+    let host = host_of(&first["public_url"])?;
+    for _ in 0..5 {
+        let (status, _, _) = client::get(edge.addr, &host, "/hello").await?;
+        assert_eq!(status.as_u16(), 200);
+    }
+    // Longer than the edge's batching delay: any log would have been printed by now.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    warren.signal("INT")?;
+    let output = warren.finish().await?;
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(
+        !output.stdout.contains(r#""event":"request""#),
+        "--quiet prints no request: {}",
+        output.stdout
+    );
+    edge.stop().await
+}
+
+#[tokio::test]
 async fn a_local_service_that_is_down_gets_a_warning_and_visitors_a_502() -> anyhow::Result<()> {
     let edge = TestEdge::start().await?;
     let local = closed_port().await?.to_string();

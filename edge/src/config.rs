@@ -4,6 +4,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Default of `--max-headers`: hyper's own limit, which keeps its header table on the stack.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+
 /// Settings of one edge node.
 #[derive(Clone, clap::Args)]
 pub struct EdgeConfig {
@@ -49,8 +52,10 @@ pub struct EdgeConfig {
     #[arg(long, env = "WARREN_EDGE_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
     pub max_header_bytes: usize,
 
-    /// Most headers in one visitor request.
-    #[arg(long, env = "WARREN_EDGE_MAX_HEADERS", default_value_t = 128)]
+    /// Most headers in one visitor request. 100, the default, is also hyper's own: its parser
+    /// then keeps the header table on the stack; any other value costs an allocation and a
+    /// fill of the table per request.
+    #[arg(long, env = "WARREN_EDGE_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS)]
     pub max_headers: usize,
 
     /// Time allowed for a visitor's request head and for an agent's handshake. A keep-alive
@@ -136,7 +141,7 @@ impl Default for EdgeConfig {
             control_url: None,
             control_secret: None,
             max_header_bytes: 64 * 1024,
-            max_headers: 128,
+            max_headers: DEFAULT_MAX_HEADERS,
             handshake_timeout: Duration::from_secs(10),
             upstream_timeout: Duration::from_secs(60),
             max_streams_per_session: 10_000,

@@ -28,9 +28,14 @@ pub struct Hello {
     pub tunnels: Vec<TunnelRequest>,
     /// The agent's receive windows and stream limit.
     pub settings: Settings,
-    /// Whether the agent wants a [`RequestLog`] event per completed request.
+    /// Whether the agent wants a [`RequestLog`] for every completed request.
     #[serde(default)]
     pub request_log: bool,
+    /// The agent reads [`Event::RequestLogs`]: the edge then sends request logs in batches
+    /// (one message per batch instead of one per request). Agents that do not say so get one
+    /// [`Event::RequestLog`] per request.
+    #[serde(default)]
+    pub request_log_batches: bool,
 }
 
 /// What the agent proves its identity with.
@@ -132,11 +137,20 @@ impl RejectCode {
 }
 
 /// A session-level message after the handshake, in either direction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// On the wire an object with a `type` field and the variant's fields beside it. Decoding goes
+/// through [`WireEvent`] rather than serde's derive for internally tagged enums, which buffers
+/// every message into an intermediate tree first: that cost the agent 8,000 instructions per
+/// request log, a third of its whole per-request work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// Edge → agent: one visitor request finished (or its response started streaming).
     RequestLog(RequestLog),
+    /// Edge → agent: several visitor requests finished, oldest first (at most
+    /// [`MAX_REQUEST_LOGS_PER_EVENT`]); sent only to agents whose HELLO set
+    /// `request_log_batches`.
+    RequestLogs { entries: Vec<RequestLog> },
     /// Edge → agent: a tunnel on this session was closed (by an operator, or taken over).
     TunnelClosed { id: TunnelId, reason: String },
     /// A message worth showing the user.
@@ -145,6 +159,71 @@ pub enum Event {
     #[serde(other)]
     Unknown,
 }
+
+/// Every field any [`Event`] has, read in one pass; [`Event`]'s `Deserialize` picks the
+/// variant by `type` and checks the fields it needs. Unknown fields are ignored, as everywhere.
+/// The names below are therefore reserved across event types: a future type must not reuse
+/// one with another JSON type (older peers would reject it instead of ignoring it).
+#[derive(Deserialize)]
+struct WireEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    // request_log
+    tunnel: Option<TunnelId>,
+    request_id: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    status: Option<u16>,
+    duration_us: Option<u64>,
+    bytes_in: Option<u64>,
+    bytes_out: Option<u64>,
+    error: Option<String>,
+    // request_logs
+    entries: Option<Vec<RequestLog>>,
+    // tunnel_closed
+    id: Option<TunnelId>,
+    reason: Option<String>,
+    // notice
+    message: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
+        use serde::de::Error;
+        fn need<T, E: Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
+            value.ok_or_else(|| E::missing_field(field))
+        }
+        let wire = WireEvent::deserialize(deserializer)?;
+        Ok(match wire.kind.as_str() {
+            "request_log" => Event::RequestLog(RequestLog {
+                tunnel: need(wire.tunnel, "tunnel")?,
+                request_id: need(wire.request_id, "request_id")?,
+                method: need(wire.method, "method")?,
+                path: need(wire.path, "path")?,
+                status: need(wire.status, "status")?,
+                duration_us: need(wire.duration_us, "duration_us")?,
+                bytes_in: need(wire.bytes_in, "bytes_in")?,
+                bytes_out: need(wire.bytes_out, "bytes_out")?,
+                error: wire.error,
+            }),
+            "request_logs" => Event::RequestLogs {
+                entries: need(wire.entries, "entries")?,
+            },
+            "tunnel_closed" => Event::TunnelClosed {
+                id: need(wire.id, "id")?,
+                reason: need(wire.reason, "reason")?,
+            },
+            "notice" => Event::Notice {
+                message: need(wire.message, "message")?,
+            },
+            _ => Event::Unknown,
+        })
+    }
+}
+
+/// Most entries in one [`Event::RequestLogs`]: with paths capped at 512 bytes and request ids
+/// at 128, a full batch stays far below the frame payload limit.
+pub const MAX_REQUEST_LOGS_PER_EVENT: usize = 128;
 
 /// One visitor request as the edge saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

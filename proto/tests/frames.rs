@@ -12,8 +12,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use warren_proto::control::{
-    ControlMessage, Credential, Event, Hello, PROTOCOL_VERSION, Reject, RejectCode, RequestLog,
-    TunnelProtocol, TunnelReady, TunnelRequest, Welcome,
+    ControlMessage, Credential, Event, Hello, MAX_REQUEST_LOGS_PER_EVENT, PROTOCOL_VERSION, Reject,
+    RejectCode, RequestLog, TunnelProtocol, TunnelReady, TunnelRequest, Welcome,
 };
 use warren_proto::error::GoAwayCode;
 use warren_proto::frame::{HEADER_LEN, MAX_MESSAGE, MAX_PAYLOAD};
@@ -222,6 +222,7 @@ fn pinned_hello() -> Hello {
         }],
         settings: Settings::default(),
         request_log: true,
+        request_log_batches: true,
     }
 }
 
@@ -246,13 +247,13 @@ fn pinned_welcome() -> Welcome {
 #[test]
 fn hello_is_pinned_to_known_bytes() {
     let mut expected: Vec<u8> = vec![
-        0x00, 0x00, 0x01, 0x01, // length: 2 (version) + 255 (JSON) = 257
+        0x00, 0x00, 0x01, 0x1c, // length: 2 (version) + 282 (JSON) = 284
         0x08, // kind: HELLO
         0x00, 0x00, 0x00, 0x00, // stream 0: the session
         0x00, 0x01, // protocol version 1, outside the JSON
     ];
     expected.extend_from_slice(
-        br#"{"agent_version":"warren 0.1.0","credential":{"token":"wrn_test"},"tunnels":[{"id":1,"protocol":"http","subdomain":"demo","local_addr":"localhost:3000"}],"settings":{"stream_window":262144,"session_window":67108864,"max_streams":10000},"request_log":true}"#,
+        br#"{"agent_version":"warren 0.1.0","credential":{"token":"wrn_test"},"tunnels":[{"id":1,"protocol":"http","subdomain":"demo","local_addr":"localhost:3000"}],"settings":{"stream_window":262144,"session_window":67108864,"max_streams":10000},"request_log":true,"request_log_batches":true}"#,
     );
     let hello = pinned_hello();
     let bytes = hello.into_frame().to_bytes();
@@ -723,7 +724,7 @@ fn control_messages_ignore_unknown_fields() {
     let hello = br#"{"agent_version":"warren 0.1.0","credential":{"token":"wrn_test"},
         "tunnels":[{"id":1,"protocol":"http","subdomain":"demo","local_addr":"localhost:3000","tls":true}],
         "settings":{"stream_window":262144,"session_window":67108864,"max_streams":10000,"priority":3},
-        "request_log":true,"os":"linux","features":["zstd"]}"#;
+        "request_log":true,"request_log_batches":true,"os":"linux","features":["zstd"]}"#;
     assert_eq!(Hello::from_json(hello), Ok(pinned_hello()));
 
     let welcome = br#"{"session_id":"ses_0123","region":"eu","tunnels":[{"id":1,"hostname":"demo.warren.test",
@@ -754,6 +755,47 @@ fn control_messages_ignore_unknown_fields() {
             error: None,
         }))
     );
+
+    let batch = br#"{"type":"request_logs","entries":[
+        {"tunnel":1,"request_id":"r1","method":"GET","path":"/a","status":200,"duration_us":5,"bytes_in":0,"bytes_out":2},
+        {"tunnel":2,"request_id":"r2","method":"POST","path":"/b","status":0,"duration_us":7,"bytes_in":9,"bytes_out":0,"error":"local-refused","new":1}]}"#;
+    let Ok(Event::RequestLogs { entries }) = Event::from_json(batch) else {
+        panic!("a batch of request logs decodes");
+    };
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        (
+            entries[1].tunnel,
+            entries[1].path.as_str(),
+            entries[1].error.as_deref()
+        ),
+        (TunnelId(2), "/b", Some("local-refused"))
+    );
+}
+
+#[test]
+fn a_full_batch_of_the_longest_request_logs_fits_one_frame() {
+    let long = RequestLog {
+        tunnel: TunnelId(u32::MAX),
+        request_id: "r".repeat(128),
+        method: "M".repeat(32),
+        // The worst a path can grow in JSON: every byte escaped.
+        path: "\\".repeat(256),
+        status: 599,
+        duration_us: u64::MAX,
+        bytes_in: u64::MAX,
+        bytes_out: u64::MAX,
+        error: Some("response-interrupted".into()),
+    };
+    let event = Event::RequestLogs {
+        entries: vec![long; MAX_REQUEST_LOGS_PER_EVENT],
+    };
+    let mut bytes = event.into_frame().to_bytes();
+    assert!(bytes.len() - HEADER_LEN <= MAX_PAYLOAD, "{}", bytes.len());
+    let Ok(Some(Frame::Event { body })) = Frame::decode(&mut bytes) else {
+        panic!("a full batch decodes as one EVENT frame");
+    };
+    assert_eq!(Event::from_json(&body), Ok(event));
 }
 
 #[test]
@@ -775,6 +817,10 @@ fn control_messages_accept_unknown_enum_values_and_missing_optional_fields() {
         "settings":{"stream_window":65536,"session_window":65536,"max_streams":1}}"#;
     let hello = Hello::from_json(hello).expect("optional fields may be missing");
     assert!(!hello.request_log);
+    assert!(
+        !hello.request_log_batches,
+        "an older agent reads no batches"
+    );
     assert_eq!(hello.tunnels[0].subdomain, None);
     assert_eq!(hello.tunnels[0].local_addr, "");
 }

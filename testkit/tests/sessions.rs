@@ -630,6 +630,7 @@ fn hello(token: &str, subdomain: Option<&str>) -> Hello {
         }],
         settings: Settings::default(),
         request_log: false,
+        request_log_batches: false,
     }
 }
 

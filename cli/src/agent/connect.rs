@@ -201,6 +201,7 @@ fn hello(options: &AgentOptions) -> Hello {
             .collect(),
         settings: Settings::default(),
         request_log: options.request_log,
+        request_log_batches: true,
     }
 }
 

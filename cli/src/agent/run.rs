@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
-use warren_proto::control::Event;
+use warren_proto::control::{Event, RequestLog};
 use warren_proto::error::GoAwayCode;
 use warren_session::{Session, SessionEvent};
 
@@ -225,21 +225,31 @@ fn resolve_targets(
 
 fn report(events: &UnboundedSender<AgentEvent>, message: Event) {
     let event = match message {
-        Event::RequestLog(log) => AgentEvent::Request {
-            method: log.method,
-            path: log.path,
-            status: log.status,
-            duration_ms: log.duration_us as f64 / 1000.0,
-            bytes_in: log.bytes_in,
-            bytes_out: log.bytes_out,
-            request_id: log.request_id,
-            error: log.error,
-        },
+        Event::RequestLog(log) => request_event(log),
+        Event::RequestLogs { entries } => {
+            for log in entries {
+                let _ = events.send(request_event(log));
+            }
+            return;
+        }
         Event::TunnelClosed { reason, .. } => AgentEvent::Notice { message: reason },
         Event::Notice { message } => AgentEvent::Notice { message },
         Event::Unknown => return,
     };
     let _ = events.send(event);
+}
+
+fn request_event(log: RequestLog) -> AgentEvent {
+    AgentEvent::Request {
+        method: log.method,
+        path: log.path,
+        status: log.status,
+        duration_ms: log.duration_us as f64 / 1000.0,
+        bytes_in: log.bytes_in,
+        bytes_out: log.bytes_out,
+        request_id: log.request_id,
+        error: log.error,
+    }
 }
 
 fn warn_local(

@@ -49,7 +49,7 @@ async fn standalone(
     local: LocalTarget,
     printer: Printer,
 ) -> anyhow::Result<()> {
-    let options = AgentOptions::new(
+    let mut options = AgentOptions::new(
         edge,
         args.token.unwrap_or_default(),
         vec![TunnelSpec {
@@ -58,6 +58,7 @@ async fn standalone(
         }],
     )
     .map_err(anyhow::Error::msg)?;
+    options.request_log = !args.quiet;
     if options.token.is_empty() {
         anyhow::bail!("no token: pass --token or set WARREN_TOKEN (`warren dev` prints one)");
     }
@@ -91,7 +92,7 @@ async fn granted(args: HttpArgs, local: LocalTarget, printer: Printer) -> anyhow
         domain: args.domain,
     };
     let first = open_tunnel(&client, &request, &local).await?;
-    run_granted(client, first, local, printer, shutdown).await
+    run_granted(client, first, local, printer, shutdown, args.quiet).await
 }
 
 /// The region to ask control for: `requested` checked against control's list, or with `auto`
@@ -180,6 +181,7 @@ pub async fn run_granted(
     local: LocalTarget,
     printer: Printer,
     shutdown: CancellationToken,
+    quiet: bool,
 ) -> anyhow::Result<()> {
     let label = first
         .hostname
@@ -204,6 +206,7 @@ pub async fn run_granted(
         expires_at: first.grant_expires_at,
     });
     options.grant = Some(receiver);
+    options.request_log = !quiet;
     announce(printer, &first);
 
     let (events, printing) = EventPrinter::spawn(printer);

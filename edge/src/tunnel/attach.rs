@@ -6,6 +6,7 @@ use crate::routes::{Claimed, Route, RouteError};
 use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
 use crate::tunnel::registry::Counters;
+use crate::tunnel::request_log::RequestLogQueue;
 use crate::tunnel::upstream::Pool;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -87,7 +88,9 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         &session,
         &session_id,
         &identity,
-        hello.request_log,
+        hello
+            .request_log
+            .then(|| RequestLogQueue::new(session.clone(), hello.request_log_batches)),
     );
     let mut reported = false;
     match handshake::send_welcome(&mut ws, &welcome).await {
@@ -331,7 +334,7 @@ fn register(
     session: &Session,
     session_id: &str,
     identity: &Identity,
-    request_log: bool,
+    request_log: Option<Arc<RequestLogQueue>>,
 ) -> Vec<Arc<LiveTunnel>> {
     state.registry.add_session(session_id, session.clone());
     let mut registered = Vec::with_capacity(planned.len());
@@ -343,7 +346,7 @@ fn register(
             session: session.clone(),
             session_id: session_id.to_string(),
             account_id: identity.account_id.clone(),
-            request_log,
+            request_log: request_log.clone(),
             tunnel_id: identity.grant.as_ref().map(|g| g.tunnel_id.clone()),
             counters: Counters::default(),
             close_reason: OnceLock::new(),

@@ -1,6 +1,7 @@
 //! What this edge serves right now: tunnels by hostname, sessions by id. A request for a
 //! tunnel held here is one map lookup, no I/O.
 
+use crate::tunnel::request_log::RequestLogQueue;
 use crate::tunnel::upstream::Pool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +20,9 @@ pub struct LiveTunnel {
     pub session: Session,
     pub session_id: String,
     pub account_id: String,
-    /// The agent asked for a log line per request.
-    pub request_log: bool,
+    /// Where this tunnel's request logs go, if the agent asked for a log line per request
+    /// (shared by the session's tunnels).
+    pub request_log: Option<Arc<RequestLogQueue>>,
     /// The tunnel id from the grant the session presented (none for static tokens).
     pub tunnel_id: Option<String>,
     /// Cumulative traffic of this tunnel on this session.

@@ -4,6 +4,7 @@
 use crate::error::EdgeError;
 use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
+use crate::tunnel::request_log::RequestLogQueue;
 use crate::visitor::body::{EdgeBody, Metered, OnEnd};
 use crate::visitor::dispatch::RequestContext;
 use crate::visitor::{headers, upgrade};
@@ -13,10 +14,13 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use warren_proto::control::{Event, RequestLog};
+use warren_proto::TunnelId;
+use warren_proto::control::RequestLog;
 
 /// Longest path kept in a request log line.
 const MAX_LOGGED_PATH: usize = 512;
+/// Longest method kept in a request log line (extension methods can be any token).
+const MAX_LOGGED_METHOD: usize = 32;
 
 pub async fn forward(
     state: &Arc<EdgeState>,
@@ -35,7 +39,8 @@ pub async fn forward(
     let visitor_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     let mut log = tunnel
         .request_log
-        .then(|| RequestLogger::new(&tunnel, &req, ctx));
+        .as_ref()
+        .map(|queue| RequestLogger::new(queue.clone(), &tunnel, &req, ctx));
     let bytes_in = log.as_ref().map(|l| l.bytes_in.clone());
 
     let (mut parts, body) = req.into_parts();
@@ -145,9 +150,10 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(path)
 }
 
-/// Sends the agent one `RequestLog` when the response ends.
+/// Queues one `RequestLog` for the agent when the response ends (`tunnel/request_log.rs`).
 struct RequestLogger {
-    tunnel: Arc<LiveTunnel>,
+    queue: Arc<RequestLogQueue>,
+    tunnel: TunnelId,
     request_id: String,
     method: String,
     path: String,
@@ -158,27 +164,18 @@ struct RequestLogger {
 
 impl RequestLogger {
     fn new(
-        tunnel: &Arc<LiveTunnel>,
+        queue: Arc<RequestLogQueue>,
+        tunnel: &LiveTunnel,
         req: &Request<Incoming>,
         ctx: &RequestContext,
     ) -> RequestLogger {
-        let mut path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        if path.len() > MAX_LOGGED_PATH {
-            let mut end = MAX_LOGGED_PATH;
-            while !path.is_char_boundary(end) {
-                end -= 1;
-            }
-            path.truncate(end);
-        }
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         RequestLogger {
-            tunnel: tunnel.clone(),
+            queue,
+            tunnel: tunnel.id,
             request_id: ctx.request_id.clone(),
-            method: req.method().to_string(),
-            path,
+            method: truncated(req.method().as_str(), MAX_LOGGED_METHOD),
+            path: truncated(path, MAX_LOGGED_PATH),
             started: ctx.started,
             status: 0,
             bytes_in: Arc::new(AtomicU64::new(0)),
@@ -187,7 +184,7 @@ impl RequestLogger {
 
     fn finish(self, status: u16, bytes_out: u64, error: Option<&str>) {
         let log = RequestLog {
-            tunnel: self.tunnel.id,
+            tunnel: self.tunnel,
             request_id: self.request_id,
             method: self.method,
             path: self.path,
@@ -197,8 +194,17 @@ impl RequestLogger {
             bytes_out,
             error: error.map(str::to_string),
         };
-        self.tunnel.session.send_message(&Event::RequestLog(log));
+        self.queue.push(log);
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncated(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 impl OnEnd for RequestLogger {

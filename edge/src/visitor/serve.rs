@@ -2,6 +2,7 @@
 //! closed gracefully when the edge shuts down. On the TLS listener the handshake comes first
 //! (`tls/accept.rs`), under the handshake timeout.
 
+use crate::config::DEFAULT_MAX_HEADERS;
 use crate::state::EdgeState;
 use crate::visitor::dispatch::{self, Listener};
 use hyper::service::service_fn;
@@ -39,14 +40,18 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .keep_alive(true)
         .preserve_header_case(true)
         .max_buf_size(state.config.max_header_bytes.max(8192))
-        .max_headers(state.config.max_headers)
         .header_read_timeout(state.config.handshake_timeout)
         .timer(TokioTimer::new());
+    // Left unset at hyper's own default, the header table lives on the stack; set, hyper
+    // allocates and fills one per request (2.4k instructions, 4 % of the edge's per request).
+    if state.config.max_headers != DEFAULT_MAX_HEADERS {
+        http1.max_headers(state.config.max_headers);
+    }
     builder
         .http2()
         .max_concurrent_streams(256)

@@ -281,6 +281,7 @@ pub fn hello(credential: Credential, subdomains: &[Option<&str>]) -> Hello {
             .collect(),
         settings: Settings::default(),
         request_log: false,
+        request_log_batches: false,
     }
 }
 
@@ -357,9 +358,17 @@ async fn origin(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 
 /// One HTTP/1.1 request to the edge with `Host: host`; the status and body.
 pub async fn visit(edge: &Edge, host: &str, method: &str, body: &[u8]) -> (StatusCode, Bytes) {
-    let tcp = TcpStream::connect(edge.addr)
-        .await
-        .expect("connect to edge");
+    visit_addr(edge.addr, host, method, body).await
+}
+
+/// [`visit`] an edge by address (from a spawned task).
+pub async fn visit_addr(
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    body: &[u8],
+) -> (StatusCode, Bytes) {
+    let tcp = TcpStream::connect(addr).await.expect("connect to edge");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .expect("http handshake");
