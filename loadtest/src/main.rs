@@ -72,6 +72,11 @@ pub struct Args {
     #[arg(long)]
     pub warren_bin_dir: Option<PathBuf>,
 
+    /// Extra argument for the `warren http` agent, repeatable (e.g. `--agent-arg=--quiet` to
+    /// measure without per-request log lines).
+    #[arg(long, allow_hyphen_values = true)]
+    pub agent_arg: Vec<String>,
+
     /// Measure an already running Warren tunnel at this address instead of starting one
     /// (send `--target-host` as Host). CPU and memory are then not measured.
     #[arg(long)]

@@ -282,7 +282,7 @@ fn start_warren(
     let max_streams = u32::try_from(plan.streams + 1000)
         .unwrap_or(u32::MAX)
         .max(10_000);
-    targets::warren(&bin, origin, work, max_streams)
+    targets::warren(&bin, origin, work, max_streams, &args.agent_arg)
 }
 
 fn start_peer(

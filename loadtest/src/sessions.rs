@@ -67,6 +67,7 @@ pub async fn connect(
         }],
         settings,
         request_log: false,
+        request_log_batches: false,
     };
     let timeout = Duration::from_secs(30);
     let welcome = warren_session::handshake::agent_hello(&mut ws, &hello, timeout)

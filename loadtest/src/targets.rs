@@ -137,6 +137,7 @@ pub fn warren(
     origin: SocketAddr,
     work: &Path,
     max_streams: u32,
+    agent_args: &[String],
 ) -> anyhow::Result<Target> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -165,7 +166,8 @@ pub fn warren(
                 "127.0.0.1",
             ])
             .args(["--edge", &format!("http://{addr}"), "--token", TOKEN])
-            .args(["--subdomain", SUBDOMAIN, "--json"]),
+            .args(["--subdomain", SUBDOMAIN, "--json"])
+            .args(agent_args),
         &agent_log,
     )?;
     wait_for_text(
