@@ -710,6 +710,57 @@ async fn origin_closing_after_each_response_is_not_reused() -> anyhow::Result<()
 }
 
 #[tokio::test]
+async fn idle_upstream_connections_closed_by_the_origin_are_not_reused() -> anyhow::Result<()> {
+    // A keep-alive origin that closes each connection shortly after answering, without saying
+    // so (as servers with a short idle timeout do). The edge's pooled connection is idle and
+    // not polled when the close arrives: the next request must notice and open a new one.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    warren_testkit::cluster::init_logging();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let origin = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&buf[..read]),
+                    }
+                }
+                let body = format!("connection {n}");
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                // Dropped: closed while idle.
+            });
+        }
+    });
+    let edge = TestEdge::start().await?;
+    let agent = TestAgent::start(&edge, port, Some("idleclose")).await?;
+    for i in 0..5 {
+        let mut conn = RawConnection::connect(edge.addr).await?;
+        let raw = format!("GET /n/{i} HTTP/1.1\r\nHost: {}\r\n\r\n", agent.hostname);
+        conn.send(raw.as_bytes()).await?;
+        let response = conn.response(false).await?;
+        assert_eq!(response.status, 200, "request {i}: {response:?}");
+        assert_eq!(response.body, format!("connection {i}").as_bytes());
+        // Long enough for the close to reach the edge and sit there, unnoticed until checkout.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    origin.abort();
+    Ok(())
+}
+
+#[tokio::test]
 async fn early_response_to_a_large_upload_reaches_the_visitor() -> anyhow::Result<()> {
     let tunnel = Tunnel::start("early").await?;
     // POST /hello is not routed: the origin answers 404 without reading the 4 MiB body, then

@@ -46,10 +46,12 @@ pub async fn forward(
     let (mut parts, body) = req.into_parts();
     // The host the request was routed by (see `host::request_host`) is the one the local
     // service gets.
-    let host = parts
+    let authority = parts
         .uri
         .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let host = authority
+        .clone()
         .or_else(|| parts.headers.get(header::HOST).cloned());
     let forwarded_host = host
         .as_ref()
@@ -60,8 +62,10 @@ pub async fn forward(
     headers::join_cookies(&mut parts.headers);
     // The edge answered any `Expect: 100-continue` itself when it started reading the body.
     parts.headers.remove(header::EXPECT);
-    if let Some(host) = host {
-        parts.headers.insert(header::HOST, host);
+    // Without an authority (every HTTP/1.1 request in origin form) the visitor's `Host` is the
+    // one routed by and stays as it is.
+    if let Some(authority) = authority {
+        parts.headers.insert(header::HOST, authority);
     }
     headers::add_forwarded(
         &mut parts.headers,
