@@ -198,7 +198,7 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, before);
         strip_hop_by_hop(&mut h, true);
-        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(header::CONNECTION).expect("added"), "upgrade");
         assert_eq!(h.len(), before.len() + 1);
     }
 
