@@ -45,13 +45,14 @@ pub async fn connect(
     let tcp = tokio::net::TcpStream::connect(edge).await?;
     let _ = tcp.set_nodelay(true);
     let request = format!("ws://{edge}/_warren/tunnel").into_client_request()?;
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
         request,
         tcp,
         Some(warren_session::ws_config()),
     )
     .await
     .context("websocket handshake with the edge")?;
+    let mut ws = warren_session::WebSocket::from_client_handshake(ws);
     let settings = Settings {
         max_streams,
         ..Settings::default()
@@ -68,6 +69,7 @@ pub async fn connect(
         settings,
         request_log: false,
         request_log_batches: false,
+        request_log_compact: false,
     };
     let timeout = Duration::from_secs(30);
     let welcome = warren_session::handshake::agent_hello(&mut ws, &hello, timeout)

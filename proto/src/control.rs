@@ -36,6 +36,11 @@ pub struct Hello {
     /// [`Event::RequestLog`] per request.
     #[serde(default)]
     pub request_log_batches: bool,
+    /// The agent reads request-log batches in the compact binary form
+    /// ([`crate::request_logs`]) instead of JSON. Implies `request_log_batches`. Not written
+    /// when false, so a HELLO without it reads exactly as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub request_log_compact: bool,
 }
 
 /// What the agent proves its identity with.
@@ -330,6 +335,15 @@ impl Event {
     pub fn into_frame(&self) -> Frame {
         Frame::Event {
             body: self.to_json(),
+        }
+    }
+
+    /// Reads an EVENT body: JSON, or compact request logs ([`crate::request_logs`]), told
+    /// apart by the first byte.
+    pub fn from_body(body: &[u8]) -> Result<Event, FrameError> {
+        match body.first() {
+            Some(&crate::request_logs::COMPACT_REQUEST_LOGS) => crate::request_logs::decode(body),
+            _ => Event::from_json(body),
         }
     }
 }

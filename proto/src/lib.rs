@@ -29,6 +29,7 @@ pub mod ids;
 pub mod mux;
 pub mod names;
 pub mod report;
+pub mod request_logs;
 
 pub use control::PROTOCOL_VERSION;
 pub use error::{FrameError, ProtoError, ResetCode};

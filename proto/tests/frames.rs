@@ -223,6 +223,7 @@ fn pinned_hello() -> Hello {
         settings: Settings::default(),
         request_log: true,
         request_log_batches: true,
+        request_log_compact: false,
     }
 }
 

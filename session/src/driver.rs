@@ -2,15 +2,12 @@
 //! heartbeat deadlines) and the writer (multiplexer → WebSocket, in batches, one flush each).
 
 use crate::session::{Incoming, Session, SessionEnd, SessionEvent, Shared};
+use crate::ws::{WebSocket, WsMessage, WsReader, WsWriter};
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::Instrument;
 use warren_proto::frame::MAX_MESSAGE;
@@ -20,17 +17,14 @@ use warren_proto::{Frame, Mux, ProtoError};
 const WRITE_STALL: Duration = Duration::from_secs(30);
 /// How long a closing session may spend saying goodbye.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// tungstenite's read window per socket read (see [`ws_config`]).
+/// tungstenite's read window per socket read during the agent's upgrade (see [`ws_config`]).
 const READ_BUFFER: usize = 16 * 1024;
 /// Control events buffered for the application before new ones are dropped.
 const EVENT_QUEUE: usize = 256;
 
-/// WebSocket limits for tunnel sessions: messages are capped at the protocol's maximum.
-///
-/// The read buffer is 16 KiB, not tungstenite's 128 KiB: tungstenite zero-fills the whole
-/// read window before every socket read, which cost more than the read itself for small
-/// messages, and kept 128 KiB resident in every session, idle or not. Larger messages still
-/// arrive whole (the buffer grows to the message), just in 16 KiB reads.
+/// tungstenite's limits for the agent's upgrade handshake (after it, `ws.rs` frames the
+/// session): messages are capped at the protocol's maximum, and the read window is 16 KiB,
+/// not tungstenite's 128 KiB.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -44,7 +38,7 @@ pub fn ws_config() -> WebSocketConfig {
 /// opens arrive on [`Incoming`]; GOAWAY and control messages on the event receiver. Both tasks
 /// run in `span`.
 pub fn spawn<S>(
-    ws: WebSocketStream<S>,
+    ws: WebSocket<S>,
     mux: Mux,
     span: tracing::Span,
 ) -> (Session, Incoming, mpsc::Receiver<SessionEvent>)
@@ -83,16 +77,17 @@ pub struct Unstarted {
 
 impl Unstarted {
     /// Starts the reader and writer tasks on `ws`, both in `span`.
-    pub fn start<S>(mut self, ws: WebSocketStream<S>, span: tracing::Span)
+    pub fn start<S>(mut self, ws: WebSocket<S>, span: tracing::Span)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let Some(shared) = self.shared.take() else {
             return;
         };
-        let (sink, source) = ws.split();
-        tokio::spawn(read_loop(shared.clone(), source).instrument(span.clone()));
-        tokio::spawn(write_loop(shared, sink).instrument(span));
+        let WebSocket { reader, writer } = ws;
+        let pong = Arc::new(Mutex::new(None));
+        tokio::spawn(read_loop(shared.clone(), reader, pong.clone()).instrument(span.clone()));
+        tokio::spawn(write_loop(shared, writer, pong).instrument(span));
     }
 }
 
@@ -106,9 +101,12 @@ impl Drop for Unstarted {
     }
 }
 
-async fn read_loop<S>(shared: Arc<Shared>, mut source: SplitStream<WebSocketStream<S>>)
+/// A pong the reader owes the peer, for the writer to send.
+type PendingPong = Arc<Mutex<Option<Bytes>>>;
+
+async fn read_loop<S>(shared: Arc<Shared>, mut source: WsReader<ReadHalf<S>>, pong: PendingPong)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
     let mut deadline = shared.lock().mux.next_timeout();
     let sleep = tokio::time::sleep_until(deadline.into());
@@ -119,20 +117,29 @@ where
         let next = tokio::select! {
             biased;
             _ = shared.ended.cancelled() => return,
-            message = source.next() => match message {
-                Some(Ok(Message::Binary(data))) => match on_message(&shared, data) {
+            message = source.read() => match message {
+                Ok(Some(WsMessage::Binary(data))) => match on_message(&shared, data) {
                     Ok(next) => next,
                     Err(e) => break protocol_failure(&shared, e),
                 },
-                Some(Ok(Message::Text(_))) => {
+                Ok(Some(WsMessage::Text)) => {
                     break protocol_failure(&shared, ProtoError::UnexpectedFrame("text message"));
                 }
-                Some(Ok(Message::Close(_))) | None => {
+                Ok(Some(WsMessage::Close) | None) => {
                     break SessionEnd::PeerClosed(shared.lock().peer_goaway());
                 }
-                // WebSocket-level pings are answered by tungstenite; liveness is our PING.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Err(e)) => break SessionEnd::Transport(e.to_string()),
+                // WebSocket-level pings (from a proxy, say) are answered; liveness is our PING.
+                Ok(Some(WsMessage::Ping)) => {
+                    if let Some(payload) = source.take_pong() {
+                        if let Ok(mut slot) = pong.lock() {
+                            *slot = Some(payload);
+                        }
+                        shared.writer.notify_one();
+                    }
+                    continue;
+                }
+                Ok(Some(WsMessage::Pong)) => continue,
+                Err(e) => break SessionEnd::Transport(e.to_string()),
             },
             () = &mut sleep => {
                 let now = tokio::time::Instant::now().into_std();
@@ -182,9 +189,9 @@ fn protocol_failure(shared: &Arc<Shared>, error: ProtoError) -> SessionEnd {
     SessionEnd::Protocol(error)
 }
 
-async fn write_loop<S>(shared: Arc<Shared>, mut sink: SplitSink<WebSocketStream<S>, Message>)
+async fn write_loop<S>(shared: Arc<Shared>, mut sink: WsWriter<WriteHalf<S>>, pong: PendingPong)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
     let mut batches: Vec<Bytes> = Vec::new();
     loop {
@@ -193,7 +200,8 @@ where
                 batches.push(batch);
             }
         });
-        if batches.is_empty() {
+        let owed = pong.lock().ok().and_then(|mut slot| slot.take());
+        if batches.is_empty() && owed.is_none() {
             if shared.ended.is_cancelled() {
                 break;
             }
@@ -201,10 +209,10 @@ where
             continue;
         }
         let write = async {
-            for batch in batches.drain(..) {
-                sink.feed(Message::Binary(batch)).await?;
+            if let Some(payload) = owed {
+                sink.pong(payload).await?;
             }
-            sink.flush().await
+            sink.send(batches.drain(..)).await
         };
         match tokio::time::timeout(WRITE_STALL, write).await {
             Ok(Ok(())) => {}

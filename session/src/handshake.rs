@@ -3,12 +3,10 @@
 //! Every read here has a deadline and every message a size cap, so a client that connects and
 //! says nothing (or too much) costs the edge one timer and one bounded buffer.
 
+use crate::ws::{WebSocket, WsMessage};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use warren_proto::control::{ControlMessage, Hello, MIN_PROTOCOL_VERSION, Reject, Welcome};
 use warren_proto::{Frame, FrameError, PROTOCOL_VERSION};
 
@@ -36,12 +34,12 @@ impl From<FrameError> for HandshakeError {
 
 /// Agent side: sends HELLO and waits for the edge's answer.
 pub async fn agent_hello<S>(
-    ws: &mut WebSocketStream<S>,
+    ws: &mut WebSocket<S>,
     hello: &Hello,
     timeout: Duration,
 ) -> Result<Welcome, HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
     send(ws, &hello.into_frame()).await?;
     match read_frame(ws, timeout).await? {
@@ -65,11 +63,11 @@ where
 /// [`HandshakeError::UnsupportedVersion`] so the caller can answer with a REJECT that says
 /// what to upgrade ([`Reject::unsupported_version`]).
 pub async fn read_hello<S>(
-    ws: &mut WebSocketStream<S>,
+    ws: &mut WebSocket<S>,
     timeout: Duration,
 ) -> Result<Hello, HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
     match read_frame(ws, timeout).await? {
         Frame::Hello { version, body } => {
@@ -88,59 +86,50 @@ where
 }
 
 /// Edge side: accepts the session.
-pub async fn send_welcome<S>(
-    ws: &mut WebSocketStream<S>,
-    welcome: &Welcome,
-) -> Result<(), HandshakeError>
+pub async fn send_welcome<S>(ws: &mut WebSocket<S>, welcome: &Welcome) -> Result<(), HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
     send(ws, &welcome.into_frame()).await
 }
 
 /// Edge side: refuses the session and closes the WebSocket.
-pub async fn send_reject<S>(
-    ws: &mut WebSocketStream<S>,
-    reject: &Reject,
-) -> Result<(), HandshakeError>
+pub async fn send_reject<S>(ws: &mut WebSocket<S>, reject: &Reject) -> Result<(), HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
     send(ws, &reject.into_frame()).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close()).await;
     Ok(())
 }
 
-async fn send<S>(ws: &mut WebSocketStream<S>, frame: &Frame) -> Result<(), HandshakeError>
+async fn send<S>(ws: &mut WebSocket<S>, frame: &Frame) -> Result<(), HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
-    ws.send(Message::Binary(frame.to_bytes()))
+    ws.send(frame.to_bytes())
         .await
         .map_err(|e| HandshakeError::Transport(e.to_string()))
 }
 
 /// Reads one message holding exactly one frame.
-async fn read_frame<S>(
-    ws: &mut WebSocketStream<S>,
-    timeout: Duration,
-) -> Result<Frame, HandshakeError>
+async fn read_frame<S>(ws: &mut WebSocket<S>, timeout: Duration) -> Result<Frame, HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
-    let message = tokio::time::timeout(timeout, ws.next())
+    let message = tokio::time::timeout(timeout, ws.read())
         .await
         .map_err(|_| HandshakeError::Timeout(timeout))?;
     let data: Bytes = match message {
-        Some(Ok(Message::Binary(data))) => data,
-        Some(Ok(Message::Close(_))) | None => return Err(HandshakeError::Closed),
-        Some(Ok(other)) => {
+        Ok(Some(WsMessage::Binary(data))) => data,
+        Ok(Some(WsMessage::Close) | None) => return Err(HandshakeError::Closed),
+        Ok(Some(other)) => {
             return Err(HandshakeError::Invalid(format!(
                 "expected a binary message, got {}",
                 message_kind(&other)
             )));
         }
-        Some(Err(e)) => return Err(HandshakeError::Transport(e.to_string())),
+        Err(e) => return Err(HandshakeError::Transport(e.to_string())),
     };
     let mut frames = Frame::decode_message(data)?;
     if frames.len() != 1 {
@@ -152,13 +141,12 @@ where
     Ok(frames.remove(0))
 }
 
-fn message_kind(message: &Message) -> &'static str {
+fn message_kind(message: &WsMessage) -> &'static str {
     match message {
-        Message::Text(_) => "a text message",
-        Message::Binary(_) => "a binary message",
-        Message::Ping(_) => "a ping",
-        Message::Pong(_) => "a pong",
-        Message::Close(_) => "a close",
-        Message::Frame(_) => "a raw frame",
+        WsMessage::Text => "a text message",
+        WsMessage::Binary(_) => "a binary message",
+        WsMessage::Ping => "a ping",
+        WsMessage::Pong => "a pong",
+        WsMessage::Close => "a close",
     }
 }

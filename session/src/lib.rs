@@ -13,6 +13,8 @@
 //! - `driver.rs`: the reader task (frames in, heartbeats) and the writer task (batches out).
 //! - `stream.rs`: [`Stream`], a stream as a tokio I/O object.
 //! - `error.rs`: how stream resets surface as `io::Error`s callers can inspect.
+//! - [`ws`]: RFC 6455 framing of the session after its HTTP upgrade (no tungstenite on the
+//!   data path).
 #![forbid(unsafe_code)]
 
 mod driver;
@@ -20,8 +22,10 @@ mod error;
 pub mod handshake;
 mod session;
 mod stream;
+pub mod ws;
 
 pub use driver::{Unstarted, prepare, spawn, ws_config};
 pub use error::{StreamReset, reset_code_of};
 pub use session::{Incoming, Session, SessionEnd, SessionEvent};
 pub use stream::Stream;
+pub use ws::{WebSocket, WsRole};

@@ -274,6 +274,12 @@ impl Session {
             .with_mux(|inner| inner.mux.send_message(message));
     }
 
+    /// Sends an EVENT whose body is already encoded (compact request logs).
+    pub fn send_event_body(&self, body: bytes::Bytes) {
+        self.shared
+            .with_mux(|inner| inner.mux.send_event_body(body));
+    }
+
     /// Sends GOAWAY: the peer must open nothing new. Existing streams carry on.
     pub fn go_away(&self, code: GoAwayCode, message: &str) {
         self.shared

@@ -16,10 +16,12 @@ use tokio_tungstenite::tungstenite::Message;
 use warren_cli::agent::{AgentError, AgentEvent};
 use warren_edge::EdgeConfig;
 use warren_proto::control::{
-    ControlMessage, Credential, Hello, Reject, RejectCode, TunnelProtocol, TunnelRequest, Welcome,
+    ControlMessage, Credential, Event, Hello, Reject, RejectCode, TunnelProtocol, TunnelRequest,
+    Welcome,
 };
-use warren_proto::error::GoAwayCode;
+use warren_proto::error::{GoAwayCode, ResetCode};
 use warren_proto::frame::{HEADER_LEN, MAX_MESSAGE, MAX_PAYLOAD};
+use warren_proto::request_logs;
 use warren_proto::{Frame, PROTOCOL_VERSION, Settings, StreamId, TunnelId};
 use warren_testkit::client::{self, ClientWebSocket};
 use warren_testkit::cluster::{DEADLINE, TEST_TOKEN, TestAgent, TestEdge, agent_options};
@@ -322,6 +324,62 @@ async fn an_agent_that_never_answers_pings_is_dropped_and_its_name_freed() -> an
     assert_eq!(agent.hostname, hostname);
     assert_serves(&edge, &agent.hostname).await?;
     agent.stop().await;
+    edge.stop().await
+}
+
+/// An agent that asks for compact request logs gets them in the binary form (first byte
+/// 0x01, not JSON), and a request it refused is logged with the answer the visitor got.
+#[tokio::test]
+async fn agents_that_ask_get_request_logs_in_the_compact_form() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let edge = TestEdge::start().await?;
+    let mut raw = RawAgent::connect(&edge).await?;
+    let mut hello = hello(TEST_TOKEN, Some("compact"));
+    hello.request_log = true;
+    hello.request_log_batches = true;
+    hello.request_log_compact = true;
+    raw.ws.send(binary(&[hello.into_frame()])).await?;
+    let hostname = match raw.next_frames().await?.as_deref() {
+        Some([Frame::Welcome { body }]) => Welcome::from_json(body)?.tunnels[0].hostname.clone(),
+        other => bail!("expected WELCOME, got {other:?}"),
+    };
+
+    let addr = edge.addr;
+    let visit = tokio::spawn(async move { client::get(addr, &hostname, "/logged?x=1").await });
+    let body = loop {
+        let frames = raw.next_frames().await?.context("the edge closed")?;
+        let mut event = None;
+        for frame in frames {
+            match frame {
+                Frame::Open { stream, .. } => {
+                    let reset = Frame::Rst {
+                        stream,
+                        code: ResetCode::LocalRefused,
+                    };
+                    raw.ws.send(binary(&[reset])).await?;
+                }
+                Frame::Event { body } => event = Some(body),
+                _ => {}
+            }
+        }
+        if let Some(body) = event {
+            break body;
+        }
+    };
+    let (status, _, _) = visit.await??;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body.first(), Some(&request_logs::COMPACT_REQUEST_LOGS));
+    let Event::RequestLogs { entries } = request_logs::decode(&body)? else {
+        bail!("not request logs");
+    };
+    let [log] = entries.as_slice() else {
+        bail!("expected one log, got {entries:?}");
+    };
+    assert_eq!(
+        (log.method.as_str(), log.path.as_str(), log.status),
+        ("GET", "/logged?x=1", 502)
+    );
+    assert_eq!(log.error.as_deref(), Some("local-service-refused"));
     edge.stop().await
 }
 
@@ -631,6 +689,7 @@ fn hello(token: &str, subdomain: Option<&str>) -> Hello {
         settings: Settings::default(),
         request_log: false,
         request_log_batches: false,
+        request_log_compact: false,
     }
 }
 

@@ -11,7 +11,7 @@ use warren_proto::control::{
 use warren_proto::mux::{Heartbeat, Role};
 use warren_proto::{Mux, Settings, TunnelId};
 use warren_session::handshake::{self, HandshakeError};
-use warren_session::{Incoming, Session, SessionEvent};
+use warren_session::{Incoming, Session, SessionEvent, WebSocket};
 
 pub const AGENT_VERSION: &str = concat!("warren ", env!("CARGO_PKG_VERSION"));
 
@@ -96,7 +96,7 @@ pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| connect_error(&url, e))?;
-        return handshake_on(options, ws).await;
+        return handshake_on(options, WebSocket::from_client_handshake(ws)).await;
     }
     let connect = tokio_tungstenite::connect_async_with_config(
         request,
@@ -107,7 +107,7 @@ pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| connect_error(&url, e))?;
-    handshake_on(options, ws).await
+    handshake_on(options, WebSocket::from_client_handshake(ws)).await
 }
 
 /// TCP, then TLS to the edge, verified as `options.tls` says.
@@ -148,7 +148,7 @@ async fn tls_connect(
 /// HELLO/WELCOME on an open WebSocket, then the session.
 async fn handshake_on<S>(
     options: &AgentOptions,
-    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    mut ws: WebSocket<S>,
 ) -> Result<Established, AgentError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -202,6 +202,7 @@ fn hello(options: &AgentOptions) -> Hello {
         settings: Settings::default(),
         request_log: options.request_log,
         request_log_batches: true,
+        request_log_compact: true,
     }
 }
 

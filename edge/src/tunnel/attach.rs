@@ -6,7 +6,7 @@ use crate::routes::{Claimed, Route, RouteError};
 use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
 use crate::tunnel::registry::Counters;
-use crate::tunnel::request_log::RequestLogQueue;
+use crate::tunnel::request_log::{LogFormat, RequestLogQueue};
 use crate::tunnel::upstream::Pool;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio_tungstenite::WebSocketStream;
 use warren_proto::control::{
     Event, Hello, MAX_TUNNELS_PER_SESSION, Reject, RejectCode, TunnelReady, Welcome,
 };
@@ -25,7 +24,7 @@ use warren_proto::{Mux, Settings};
 use warren_session::handshake::{self, HandshakeError};
 use warren_session::{Session, SessionEvent};
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+type Ws = warren_session::WebSocket<TokioIo<Upgraded>>;
 
 /// A tunnel the HELLO asked for, with its hostname decided.
 struct Planned {
@@ -90,7 +89,7 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         &identity,
         hello
             .request_log
-            .then(|| RequestLogQueue::new(session.clone(), hello.request_log_batches)),
+            .then(|| RequestLogQueue::new(session.clone(), LogFormat::from_hello(&hello))),
     );
     let mut reported = false;
     match handshake::send_welcome(&mut ws, &welcome).await {

@@ -8,10 +8,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::Instrument;
+use warren_session::{WebSocket, WsRole};
 
 /// The path of the tunnel endpoint on the edge's own domain.
 pub const TUNNEL_PATH: &str = "/_warren/tunnel";
@@ -37,12 +36,7 @@ pub fn accept(
         async move {
             match upgrade.await {
                 Ok(upgraded) => {
-                    let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(warren_session::ws_config()),
-                    )
-                    .await;
+                    let ws = WebSocket::new(TokioIo::new(upgraded), WsRole::Server);
                     crate::tunnel::attach::run(task_state, ws, peer).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "agent upgrade failed"),

@@ -282,6 +282,7 @@ pub fn hello(credential: Credential, subdomains: &[Option<&str>]) -> Hello {
         settings: Settings::default(),
         request_log: false,
         request_log_batches: false,
+        request_log_compact: false,
     }
 }
 
@@ -297,13 +298,14 @@ impl Agent {
 
     pub async fn connect(edge: &Edge, hello: Hello) -> Result<Agent, Reject> {
         let url = format!("ws://{}/_warren/tunnel", edge.addr);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(
             url,
             Some(warren_session::ws_config()),
             true,
         )
         .await
         .expect("websocket connect");
+        let mut ws = warren_session::WebSocket::from_client_handshake(ws);
         let welcome = match handshake::agent_hello(&mut ws, &hello, DEADLINE).await {
             Ok(welcome) => welcome,
             Err(HandshakeError::Rejected(reject)) => return Err(reject),

@@ -78,7 +78,7 @@ fn parse_body(frame: &Frame) {
             let _ = control::Reject::from_json(body);
         }
         Frame::Event { body } => {
-            let _ = control::Event::from_json(body);
+            let _ = control::Event::from_body(body);
         }
         _ => {}
     }

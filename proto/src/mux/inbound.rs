@@ -1,7 +1,7 @@
 //! What each received frame does to the multiplexer.
 
 use super::{Event, Mux};
-use crate::control::{self, ControlMessage};
+use crate::control;
 use crate::error::{ProtoError, ResetCode};
 use crate::frame::Frame;
 use crate::ids::{StreamId, TunnelId};
@@ -47,7 +47,7 @@ impl Mux {
                 Ok(())
             }
             Frame::Event { body } => {
-                let message = control::Event::from_json(&body)?;
+                let message = control::Event::from_body(&body)?;
                 self.events.push_back(Event::Message(message));
                 Ok(())
             }

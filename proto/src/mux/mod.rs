@@ -271,6 +271,14 @@ impl Mux {
         }
     }
 
+    /// Queues an EVENT whose body is already encoded (compact request logs,
+    /// [`crate::request_logs`]).
+    pub fn send_event_body(&mut self, body: Bytes) {
+        if !self.closed {
+            self.queue(&Frame::Event { body });
+        }
+    }
+
     /// Marks the session dead (transport lost or protocol error): every stream fails.
     pub fn close(&mut self) {
         if self.closed {
