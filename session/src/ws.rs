@@ -33,6 +33,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Bytes gathered before the writer hands them to the socket; bounds a session's write
 /// buffer whatever the size of a batch.
 const WRITE_CHUNK: usize = 128 * 1024;
+/// Payloads the server writes straight from their buffer (see [`WsWriter::direct`]).
+const DIRECT_WRITE: usize = 16 * 1024;
 /// Longest frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask.
 const MAX_HEADER: usize = 14;
 
@@ -342,7 +344,11 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
     /// Sends each payload as one binary message, then flushes.
     pub async fn send(&mut self, payloads: impl IntoIterator<Item = Bytes>) -> Result<(), WsError> {
         for payload in payloads {
-            self.frame(OP_BINARY, &payload).await?;
+            if self.role == WsRole::Server && payload.len() >= DIRECT_WRITE {
+                self.direct(&payload).await?;
+            } else {
+                self.frame(OP_BINARY, &payload).await?;
+            }
         }
         self.flush().await
     }
@@ -368,12 +374,39 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
             WsRole::Client => Some(rand::random::<[u8; 4]>()),
             WsRole::Server => None,
         };
+        self.header(opcode, payload.len(), mask);
+        // The mask continues across chunks: byte i of the payload is masked with mask[i % 4],
+        // and every chunk but the last is a multiple of 4 bytes long.
+        for chunk in payload.chunks(WRITE_CHUNK) {
+            let start = self.out.len();
+            self.out.extend_from_slice(chunk);
+            if let Some(mask) = mask {
+                apply_mask(&mut self.out[start..], mask);
+            }
+            if self.out.len() >= WRITE_CHUNK {
+                self.write_out().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Server side, large payload: what is buffered, the frame header and the payload go to
+    /// the socket in one vectored write, without copying the payload (a server does not mask).
+    async fn direct(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        self.header(OP_BINARY, payload.len(), None);
+        let mut buf = Buf::chain(&self.out[..], payload);
+        self.io.write_all_buf(&mut buf).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Appends a frame header to the write buffer.
+    fn header(&mut self, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
         let mut header = [0u8; MAX_HEADER];
         let mut at = 0;
         header[at] = 0x80 | opcode;
         at += 1;
         let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-        let len = payload.len();
         if len < 126 {
             header[at] = mask_bit | len as u8;
             at += 1;
@@ -391,19 +424,6 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
             at += 4;
         }
         self.out.extend_from_slice(&header[..at]);
-        // The mask continues across chunks: byte i of the payload is masked with mask[i % 4],
-        // and every chunk but the last is a multiple of 4 bytes long.
-        for chunk in payload.chunks(WRITE_CHUNK) {
-            let start = self.out.len();
-            self.out.extend_from_slice(chunk);
-            if let Some(mask) = mask {
-                apply_mask(&mut self.out[start..], mask);
-            }
-            if self.out.len() >= WRITE_CHUNK {
-                self.write_out().await?;
-            }
-        }
-        Ok(())
     }
 
     async fn write_out(&mut self) -> Result<(), WsError> {
