@@ -33,7 +33,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Bytes gathered before the writer hands them to the socket; bounds a session's write
 /// buffer whatever the size of a batch.
 const WRITE_CHUNK: usize = 128 * 1024;
-/// Payloads the server writes straight from their buffer (see [`WsWriter::direct`]).
+/// Payloads written straight from their buffer (see [`WsWriter::direct`]).
 const DIRECT_WRITE: usize = 16 * 1024;
 /// Longest frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask.
 const MAX_HEADER: usize = 14;
@@ -344,10 +344,22 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
     /// Sends each payload as one binary message, then flushes.
     pub async fn send(&mut self, payloads: impl IntoIterator<Item = Bytes>) -> Result<(), WsError> {
         for payload in payloads {
-            if self.role == WsRole::Server && payload.len() >= DIRECT_WRITE {
-                self.direct(&payload).await?;
-            } else {
+            if payload.len() < DIRECT_WRITE {
                 self.frame(OP_BINARY, &payload).await?;
+                continue;
+            }
+            match self.role {
+                WsRole::Server => self.direct(&payload, None).await?,
+                // The client must mask: in place if this is the only reference to the payload
+                // (full batches from the multiplexer are), else while copying it.
+                WsRole::Client => match payload.try_into_mut() {
+                    Ok(mut owned) => {
+                        let mask = rand::random::<[u8; 4]>();
+                        apply_mask(&mut owned, mask);
+                        self.direct(&owned, Some(mask)).await?;
+                    }
+                    Err(shared) => self.frame(OP_BINARY, &shared).await?,
+                },
             }
         }
         self.flush().await
@@ -390,10 +402,11 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
         Ok(())
     }
 
-    /// Server side, large payload: what is buffered, the frame header and the payload go to
-    /// the socket in one vectored write, without copying the payload (a server does not mask).
-    async fn direct(&mut self, payload: &[u8]) -> Result<(), WsError> {
-        self.header(OP_BINARY, payload.len(), None);
+    /// A large payload, already masked with `mask` if this is the client: what is buffered,
+    /// the frame header and the payload go to the socket in one vectored write, without
+    /// copying the payload.
+    async fn direct(&mut self, payload: &[u8], mask: Option<[u8; 4]>) -> Result<(), WsError> {
+        self.header(OP_BINARY, payload.len(), mask);
         let mut buf = Buf::chain(&self.out[..], payload);
         self.io.write_all_buf(&mut buf).await?;
         self.out.clear();
@@ -537,6 +550,15 @@ mod tests {
                 "size {size}"
             );
         }
+        // Large payloads the client owns alone are masked in place; one still shared elsewhere
+        // is masked in a copy and left as it was.
+        let shared = pattern(100_000);
+        ours.send(shared.clone()).await.expect("test step");
+        assert_eq!(shared, pattern(100_000), "a shared payload was changed");
+        assert_eq!(
+            ours.read().await.expect("test step"),
+            Some(WsMessage::Binary(pattern(100_000)))
+        );
         ours.close().await.expect("test step");
         assert!(matches!(
             ours.read().await,

@@ -40,6 +40,10 @@ pub use stream::{Read, StreamError};
 
 /// Queued outgoing bytes above which writes are refused until the socket drains.
 pub const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Room for a full batch: the high-water mark plus the largest frame that can cross it.
+const FULL_BATCH: usize = OUT_HIGH_WATER + HEADER_LEN + MAX_DATA_CHUNK;
+/// Batches from this size on leave with their own allocation (see `Mux::take_batch`).
+const OWNED_BATCH: usize = 16 * 1024;
 /// Queued outgoing bytes below which blocked writers are woken again.
 pub const OUT_LOW_WATER: usize = 64 * 1024;
 /// The DATA frame kind (see `frame.rs`); `queue_data` encodes DATA without a `Frame`.
@@ -325,7 +329,7 @@ impl Mux {
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         let batch = match self.sealed.pop_front() {
             Some(batch) => batch,
-            None if !self.out.is_empty() => self.out.split().freeze(),
+            None if !self.out.is_empty() => self.take_batch(),
             None => return None,
         };
         self.queued -= batch.len();
@@ -387,8 +391,22 @@ impl Mux {
     /// Starts a new batch once the current one reaches the high-water mark.
     fn seal_if_full(&mut self) {
         if self.out.len() >= OUT_HIGH_WATER {
-            let batch = self.out.split().freeze();
+            let batch = self.take_batch();
             self.sealed.push_back(batch);
+        }
+    }
+
+    /// Everything queued, as one batch. A large batch (bulk data) leaves with its whole
+    /// allocation and the queue continues in a fresh buffer, so whoever sends it usually holds
+    /// the only reference and may change it in place (the agent masks it there instead of
+    /// copying it: `session/src/ws.rs`). Small batches share the buffer's tail, which keeps
+    /// them free of allocations.
+    fn take_batch(&mut self) -> Bytes {
+        if self.out.len() >= OWNED_BATCH {
+            let fresh = BytesMut::with_capacity(FULL_BATCH);
+            std::mem::replace(&mut self.out, fresh).freeze()
+        } else {
+            self.out.split().freeze()
         }
     }
 

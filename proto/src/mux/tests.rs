@@ -40,6 +40,48 @@ fn open_then_data_without_round_trip() {
     assert_eq!(&buf[..5], b"hello");
 }
 
+/// Large batches are handed out with their own allocation, so the session writer may mask
+/// them in place; the bytes are the frames that were queued.
+#[test]
+fn large_batches_are_owned_by_whoever_takes_them() {
+    let (mut edge, mut agent, now) = pair();
+    let ids: Vec<StreamId> = (0..3)
+        .map(|_| edge.open(TunnelId(0)).expect("open"))
+        .collect();
+    let chunk = vec![7u8; 200 * 1024];
+    // As much as the queue takes (it stops at the high-water mark).
+    let mut written = vec![0usize; ids.len()];
+    for (i, id) in ids.iter().enumerate() {
+        loop {
+            let n = edge.write(*id, &chunk[written[i]..]).expect("write");
+            if n == 0 {
+                break;
+            }
+            written[i] += n;
+        }
+    }
+    assert!(written.iter().sum::<usize>() >= OWNED_BATCH, "{written:?}");
+    let batch = edge.poll_transmit().expect("a batch");
+    assert!(batch.len() >= OWNED_BATCH, "{} bytes", batch.len());
+    let owned = batch.try_into_mut().expect("a large batch is not shared");
+    let mut frames = Frame::decode_message(owned.freeze()).expect("valid batch");
+    while let Some(batch) = edge.poll_transmit() {
+        frames.extend(Frame::decode_message(batch).expect("valid batch"));
+    }
+    for frame in frames {
+        agent.handle_frame(frame, now).expect("valid frame");
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    for (id, expected) in ids.into_iter().zip(written) {
+        let mut got = 0;
+        while let Read::Data(n) = agent.read(id, &mut buf).expect("read") {
+            assert!(n > 0 && buf[..n].iter().all(|&b| b == 7));
+            got += n;
+        }
+        assert_eq!(got, expected);
+    }
+}
+
 #[test]
 fn writer_blocks_at_stream_window_and_resumes_after_reads() {
     let (mut edge, mut agent, now) = pair();
