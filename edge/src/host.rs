@@ -23,7 +23,12 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, EdgeError> {
         Some(authority) => authority.as_str(),
         None => single_host(req)?.ok_or(EdgeError::MissingHost)?,
     };
-    Ok(strip_port(raw).trim_end_matches('.').to_ascii_lowercase())
+    Ok(normalize(raw))
+}
+
+/// A `Host` value as routes know it: without port or trailing dot, lowercased.
+pub fn normalize(raw: &str) -> String {
+    strip_port(raw).trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// The `Host` header, refusing two of them: which one routes would be a guess (RFC 9112 §3.2).

@@ -39,6 +39,46 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// The next queued chunk of at most `max` bytes, handed out without copying it;
+    /// `Ok(None)` at the end of the stream. For readers that pass bytes on as they are (the
+    /// edge's HTTP/1.1 proxy core), where `poll_read` would copy them into a buffer first.
+    pub fn poll_read_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<bytes::Bytes>>> {
+        let id = self.id;
+        self.shared
+            .with_mux(|inner| match inner.mux.read_chunk(id, max.max(1)) {
+                Ok(Some(chunk)) => Poll::Ready(Ok(Some(chunk))),
+                Ok(None) if inner.mux.is_eof(id) => Poll::Ready(Ok(None)),
+                Ok(None) => {
+                    inner.register_reader(id, cx.waker());
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(to_io(e))),
+            })
+    }
+}
+
+impl Stream {
+    /// Queues as much of `data` as flow control allows (`AsyncWrite::poll_write` through a
+    /// shared reference, so one task can read and write the stream at once).
+    pub fn poll_write_data(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let id = self.id;
+        self.shared
+            .with_mux(|inner| match inner.mux.write(id, data) {
+                Ok(0) if !data.is_empty() => {
+                    inner.register_writer(id, cx.waker());
+                    Poll::Pending
+                }
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(e) => Poll::Ready(Err(to_io(e))),
+            })
+    }
+}
+
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream")
@@ -88,16 +128,7 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let id = self.id;
-        self.shared
-            .with_mux(|inner| match inner.mux.write(id, data) {
-                Ok(0) if !data.is_empty() => {
-                    inner.register_writer(id, cx.waker());
-                    Poll::Pending
-                }
-                Ok(n) => Poll::Ready(Ok(n)),
-                Err(e) => Poll::Ready(Err(to_io(e))),
-            })
+        self.poll_write_data(cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -14,16 +14,19 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::error::Error as _;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
 use std::time::Duration;
 use tracing::Instrument;
 use warren_proto::mux::OpenError;
-use warren_session::reset_code_of;
+use warren_session::{Stream, reset_code_of};
 
 type Sender = SendRequest<Metered>;
 
-/// Idle upstream connections of one tunnel, most recently used last.
+/// Idle upstream connections of one tunnel, most recently used last: hyper client
+/// connections (the general path) and bare streams (the HTTP/1.1 proxy core, `visitor/h1/`).
 pub(crate) struct Pool {
     idle: Mutex<Vec<Sender>>,
+    streams: Mutex<Vec<Stream>>,
     max_idle: usize,
 }
 
@@ -31,7 +34,31 @@ impl Pool {
     pub(crate) fn new(max_idle: usize) -> Pool {
         Pool {
             idle: Mutex::new(Vec::new()),
+            streams: Mutex::new(Vec::new()),
             max_idle,
+        }
+    }
+
+    /// An idle stream whose local connection is still open. A stream the local service
+    /// closed (or wrote to, unasked) while it sat here is dropped.
+    pub(crate) fn checkout_stream(&self) -> Option<Stream> {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let stream = self
+                .streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()?;
+            if stream.poll_read_chunk(&mut cx, 1).is_pending() {
+                return Some(stream);
+            }
+        }
+    }
+
+    pub(crate) fn checkin_stream(&self, stream: Stream) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if streams.len() < self.max_idle {
+            streams.push(stream);
         }
     }
 
@@ -55,6 +82,8 @@ impl Pool {
     /// Drops every idle connection (their streams close).
     pub(crate) fn clear(&self) {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(streams);
     }
 }
 
@@ -99,15 +128,35 @@ impl LiveTunnel {
         Ok(response)
     }
 
-    /// Opens a stream and starts an HTTP/1.1 client connection on it. No round trip: the
-    /// request follows the OPEN frame at once.
-    async fn connect(&self) -> Result<Sender, EdgeError> {
-        let stream = self.session.open(self.id).map_err(|e| match e {
+    /// An idle upstream stream from the pool, else a new one (no round trip: the request
+    /// follows the OPEN frame). The flag says whether it was reused.
+    pub(crate) fn stream(&self) -> Result<(Stream, bool), EdgeError> {
+        if let Some(stream) = self.pool.checkout_stream() {
+            return Ok((stream, true));
+        }
+        self.open_stream().map(|s| (s, false))
+    }
+
+    pub(crate) fn open_stream(&self) -> Result<Stream, EdgeError> {
+        self.session.open(self.id).map_err(|e| match e {
             OpenError::TooManyStreams(_) => EdgeError::Overloaded,
             OpenError::GoingAway | OpenError::Closed | OpenError::IdsExhausted => {
                 EdgeError::AgentUnreachable
             }
-        })?;
+        })
+    }
+
+    /// Returns a stream whose exchange ended cleanly, for the next request.
+    pub(crate) fn reuse_stream(&self, stream: Stream) {
+        if !self.session.is_going_away() {
+            self.pool.checkin_stream(stream);
+        }
+    }
+
+    /// Opens a stream and starts an HTTP/1.1 client connection on it. No round trip: the
+    /// request follows the OPEN frame at once.
+    async fn connect(&self) -> Result<Sender, EdgeError> {
+        let stream = self.open_stream()?;
         let stream_id = stream.id();
         let (sender, connection) = http1::Builder::new()
             .preserve_header_case(true)

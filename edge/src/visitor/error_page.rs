@@ -13,11 +13,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Renders `error` for a visitor. `html` is whether the visitor prefers HTML (a browser).
 pub fn render(error: &EdgeError, html: bool, request_id: &str) -> Response<EdgeBody> {
     let status = error.status();
-    let (content_type, body) = if html {
-        ("text/html; charset=utf-8", html_page(error, request_id))
-    } else {
-        ("application/json", json_body(error, request_id))
-    };
+    let (content_type, body) = content(error, html, request_id);
     let mut response = Response::new(EdgeBody::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -28,6 +24,43 @@ pub fn render(error: &EdgeError, html: bool, request_id: &str) -> Response<EdgeB
         headers.insert(REQUEST_ID_HEADER, id);
     }
     response
+}
+
+/// The page's content type and text: HTML for browsers, JSON for everything else.
+pub fn content(error: &EdgeError, html: bool, request_id: &str) -> (&'static str, String) {
+    if html {
+        ("text/html; charset=utf-8", html_page(error, request_id))
+    } else {
+        ("application/json", json_body(error, request_id))
+    }
+}
+
+/// The whole HTTP/1.1 response for `error`, as the proxy core writes it (the same fields as
+/// [`render`], framed by length).
+pub fn http1_bytes(error: &EdgeError, html: bool, request_id: &str, close: bool) -> Vec<u8> {
+    let status = error.status();
+    let (content_type, body) = content(error, html, request_id);
+    let mut out = Vec::with_capacity(body.len() + 256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\nwarren-error: ");
+    out.extend_from_slice(error.code().as_bytes());
+    if http::HeaderValue::from_str(request_id).is_ok() {
+        out.extend_from_slice(b"\r\nx-request-id: ");
+        out.extend_from_slice(request_id.as_bytes());
+    }
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 /// Whether the request's `Accept` header prefers HTML.

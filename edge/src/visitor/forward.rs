@@ -155,7 +155,7 @@ fn origin_form(uri: &Uri) -> Uri {
 }
 
 /// Queues one `RequestLog` for the agent when the response ends (`tunnel/request_log.rs`).
-struct RequestLogger {
+pub(crate) struct RequestLogger {
     queue: Arc<RequestLogQueue>,
     tunnel: TunnelId,
     request_id: String,
@@ -174,19 +174,42 @@ impl RequestLogger {
         ctx: &RequestContext,
     ) -> RequestLogger {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        RequestLogger::start(
+            queue,
+            tunnel.id,
+            ctx.request_id.clone(),
+            req.method().as_str(),
+            path,
+            ctx.started,
+        )
+    }
+
+    pub(crate) fn start(
+        queue: Arc<RequestLogQueue>,
+        tunnel: TunnelId,
+        request_id: String,
+        method: &str,
+        path: &str,
+        started: Instant,
+    ) -> RequestLogger {
         RequestLogger {
             queue,
-            tunnel: tunnel.id,
-            request_id: ctx.request_id.clone(),
-            method: truncated(req.method().as_str(), MAX_LOGGED_METHOD),
+            tunnel,
+            request_id,
+            method: truncated(method, MAX_LOGGED_METHOD),
             path: truncated(path, MAX_LOGGED_PATH),
-            started: ctx.started,
+            started,
             status: 0,
             bytes_in: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    fn finish(self, status: u16, bytes_out: u64, error: Option<&str>) {
+    /// Records request body bytes sent on (the proxy core counts them itself).
+    pub(crate) fn set_bytes_in(&self, bytes: u64) {
+        self.bytes_in.store(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finish(self, status: u16, bytes_out: u64, error: Option<&str>) {
         let log = RequestLog {
             tunnel: self.tunnel,
             request_id: self.request_id,

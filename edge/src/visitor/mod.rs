@@ -1,6 +1,9 @@
 //! The visitor side of the edge, in the order a request travels:
 //!
-//! - `serve.rs`: one visitor connection (HTTP/1.1 or HTTP/2), its limits and its shutdown.
+//! - `serve.rs`: one visitor connection, its limits and its shutdown. HTTP/1.1 requests for
+//!   tunnels served here go through the proxy core, `h1/`; everything else (HTTP/2, upgrades,
+//!   the edge's own endpoints, tunnels on other edges, errors) through hyper and the files
+//!   below.
 //! - `dispatch.rs`: which target the request is for (the edge itself, or a tunnel), by host.
 //! - `apex.rs`: the edge's own endpoints (tunnel endpoint, health).
 //! - `hold.rs`: a tunnel not served here: relayed to the edge that serves it (`relay/`), or held
@@ -16,6 +19,7 @@ pub mod body;
 pub mod dispatch;
 pub mod error_page;
 pub mod forward;
+pub mod h1;
 pub mod headers;
 pub mod hold;
 pub mod serve;

@@ -21,6 +21,9 @@ pub async fn connection(
     peer: SocketAddr,
     listener: Listener,
 ) {
+    if listener == Listener::Visitor && state.tls.is_none() {
+        return crate::visitor::h1::serve(state, socket, peer, listener).await;
+    }
     if listener != Listener::Tls {
         return serve(state, socket, peer, listener).await;
     }
@@ -29,13 +32,18 @@ pub async fn connection(
     };
     let timeout = state.config.handshake_timeout;
     match tokio::time::timeout(timeout, crate::tls::accept::handshake(&tls, socket)).await {
-        Ok(Ok(stream)) => serve(state, stream, peer, listener).await,
+        // HTTP/2 (negotiated by ALPN) goes to hyper; HTTP/1.1 to the proxy core.
+        Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            serve(state, stream, peer, listener).await
+        }
+        Ok(Ok(stream)) => crate::visitor::h1::serve(state, stream, peer, listener).await,
         Ok(Err(e)) => tracing::debug!(visitor = %peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(visitor = %peer, ?timeout, "TLS handshake timed out"),
     }
 }
 
-async fn serve<S>(state: Arc<EdgeState>, socket: S, peer: SocketAddr, listener: Listener)
+/// The general path: hyper's HTTP/1.1 and HTTP/2 server, requests handled by `dispatch.rs`.
+pub async fn serve<S>(state: Arc<EdgeState>, socket: S, peer: SocketAddr, listener: Listener)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -1,0 +1,199 @@
+//! The HTTP/1.1 proxy core: a visitor connection whose requests go to tunnels served on this
+//! edge is proxied here without a general-purpose HTTP stack. The request head is parsed
+//! once, rewritten in one pass (hop-by-hop fields out, forwarding fields in) and written to a
+//! tunnel stream; the response head comes back the same way; bodies stream through with
+//! their framing checked. hyper parsed and re-serialised every head twice (visitor side and
+//! tunnel side) and kept a case map per message: most of the edge's CPU per small request.
+//!
+//! - `mod.rs` (here): the visitor connection: read a head, route it, proxy it, repeat;
+//!   anything else goes to the general path (`visitor/serve.rs`, hyper) for the rest of the
+//!   connection, with the bytes already read replayed (`rewind.rs`).
+//! - `head.rs`: parsing, checking and rewriting request and response heads.
+//! - `exchange.rs`: one request through a tunnel stream and its response back.
+//! - `framing.rs`: body lengths and the chunked coding.
+
+pub mod exchange;
+pub mod framing;
+pub mod head;
+pub mod rewind;
+
+use crate::config::DEFAULT_MAX_HEADERS;
+use crate::host::{self, Target};
+use crate::state::EdgeState;
+use crate::tunnel::LiveTunnel;
+use crate::visitor::dispatch::Listener;
+use crate::visitor::forward::RequestLogger;
+use bytes::BytesMut;
+use head::{Fallback, Forwarding, RequestFacts};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
+
+/// Read size for visitor connections.
+const READ_SIZE: usize = 16 * 1024;
+
+/// A visitor's connection as the core holds it: the socket and what was read but not used.
+pub struct Visitor<S> {
+    pub io: S,
+    pub buf: BytesMut,
+    pub peer: SocketAddr,
+    /// `http` or `https` (sent as `X-Forwarded-Proto`).
+    pub proto: &'static str,
+}
+
+/// A request ready to go down a tunnel.
+pub(crate) struct Prepared {
+    pub tunnel: Arc<LiveTunnel>,
+    pub facts: RequestFacts,
+    /// The head the local service gets.
+    pub head: BytesMut,
+    pub request_id: String,
+    pub log: Option<RequestLogger>,
+}
+
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves a visitor connection, proxying what it can and handing the rest to hyper.
+pub async fn serve<S>(state: Arc<EdgeState>, io: S, peer: SocketAddr, listener: Listener)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut visitor = Visitor {
+        io,
+        buf: BytesMut::with_capacity(READ_SIZE),
+        peer,
+        proto: if listener == Listener::Tls {
+            "https"
+        } else {
+            "http"
+        },
+    };
+    loop {
+        let prepared = match next_request(&state, &mut visitor).await {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => return,
+            Err(Fallback(why)) => {
+                tracing::trace!(visitor = %peer, why, "connection handed to the general path");
+                let Visitor { io, buf, .. } = visitor;
+                let io = rewind::Rewind::new(buf.freeze(), io);
+                return crate::visitor::serve::serve(state, io, peer, listener).await;
+            }
+        };
+        match exchange::run(&state, &mut visitor, prepared).await {
+            Next::KeepAlive if !state.shutdown.is_cancelled() => {}
+            _ => {
+                exchange::close(&mut visitor).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until a whole request head is buffered and routed. `Ok(None)`: the visitor left,
+/// stayed idle too long, or the edge is shutting down.
+async fn next_request<S>(
+    state: &Arc<EdgeState>,
+    visitor: &mut Visitor<S>,
+) -> Result<Option<Prepared>, Fallback>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut head_deadline = None;
+    loop {
+        if !visitor.buf.is_empty() {
+            if let Some(prepared) = prepare(state, visitor)? {
+                return Ok(Some(prepared));
+            }
+            if visitor.buf.len() > max_head(state) {
+                // hyper answers with 431.
+                return Err(Fallback("request head too large"));
+            }
+        }
+        // `--handshake-timeout` bounds the wait for the next whole head, idle time of a
+        // kept-alive connection included (counted from the end of the previous response).
+        let deadline = *head_deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + state.config.handshake_timeout);
+        visitor.buf.reserve(READ_SIZE);
+        let read = tokio::select! {
+            read = visitor.io.read_buf(&mut visitor.buf) => read,
+            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            () = state.shutdown.cancelled(), if visitor.buf.is_empty() => return Ok(None),
+        };
+        match read {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The largest request head accepted (the general path's limit too).
+fn max_head(state: &EdgeState) -> usize {
+    state.config.max_header_bytes.max(8192)
+}
+
+/// Parses the buffered head; `Ok(None)` if it is incomplete.
+fn prepare<S>(state: &Arc<EdgeState>, visitor: &Visitor<S>) -> Result<Option<Prepared>, Fallback> {
+    let mut table = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
+    let mut grown;
+    let headers: &mut [httparse::Header<'_>] = if state.config.max_headers == DEFAULT_MAX_HEADERS {
+        &mut table
+    } else {
+        grown = vec![httparse::EMPTY_HEADER; state.config.max_headers];
+        &mut grown
+    };
+    let mut req = httparse::Request::new(headers);
+    let head_len = match req.parse(&visitor.buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max_head(state) => len,
+        // hyper answers with 431.
+        Ok(httparse::Status::Complete(_)) => return Err(Fallback("request head too large")),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Fallback("the head does not parse")),
+    };
+    let facts = head::inspect(&req, head_len)?;
+    let hostname = host::normalize(&facts.host_value);
+    let tunnel = match host::classify_among(&hostname, state.config.domains()) {
+        Ok(Target::Tunnel(name) | Target::Custom(name)) => state.registry.lookup(&name),
+        _ => None,
+    };
+    let Some(tunnel) = tunnel.filter(|t| !t.session.is_going_away()) else {
+        return Err(Fallback("not a tunnel served here"));
+    };
+    let request_id = facts
+        .request_id
+        .clone()
+        .unwrap_or_else(|| state.next_request_id());
+    let mut head = BytesMut::new();
+    head::write_request(
+        &mut head,
+        &req,
+        &facts,
+        &Forwarding {
+            visitor: visitor.peer.ip(),
+            proto: visitor.proto,
+            request_id: &request_id,
+        },
+    );
+    let log = tunnel.request_log.as_ref().map(|queue| {
+        RequestLogger::start(
+            queue.clone(),
+            tunnel.id,
+            request_id.clone(),
+            req.method.unwrap_or(""),
+            req.path.unwrap_or("/"),
+            Instant::now(),
+        )
+    });
+    Ok(Some(Prepared {
+        tunnel,
+        facts,
+        head,
+        request_id,
+        log,
+    }))
+}
