@@ -18,7 +18,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::io::poll_read_buf;
@@ -566,40 +566,42 @@ async fn send_body<D: Downstream>(
         BodyKind::Length(total) => {
             let mut remaining = total;
             let mut head = Some(head);
+            let mut batch: Vec<Bytes> = Vec::new();
             loop {
-                let data = if up.buf.is_empty() {
-                    if head.is_some() {
+                batch.clear();
+                if up.buf.is_empty() {
+                    if let Some(h) = head.take() {
                         // Head first: the visitor learns the status without waiting for the body.
-                        if let Some(h) = head.take() {
-                            write_all(io, [&h]).await.map_err(|_| Cut::Visitor)?;
-                        }
+                        write_all(io, [&h]).await.map_err(|_| Cut::Visitor)?;
                     }
                     match next_chunk(stream, io).await? {
-                        Some(chunk) => chunk,
+                        Some(chunk) => batch.push(chunk),
                         None => return Err(Cut::Upstream),
                     }
+                    // Whatever else has arrived goes out in the same write.
+                    gather(stream, &mut batch, remaining);
                 } else {
-                    up.buf.split().freeze()
-                };
-                let mut data = data;
-                let extra = if data.len() as u64 > remaining {
-                    // Bytes after the declared length: the stream is not reusable.
-                    let extra = data.split_off(usize::try_from(remaining).unwrap_or(0));
-                    Some(extra)
-                } else {
-                    None
-                };
-                remaining -= data.len() as u64;
-                up.body_bytes += data.len() as u64;
-                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-                match head.take() {
-                    Some(h) => write_all(io, [&h, &data]).await,
-                    None => write_all(io, [&data]).await,
+                    batch.push(up.buf.split().freeze());
+                }
+                let mut taken = 0u64;
+                for chunk in &mut batch {
+                    let room = remaining - taken;
+                    if chunk.len() as u64 > room {
+                        // Bytes after the declared length: the stream is not reusable.
+                        let extra = chunk.split_off(usize::try_from(room).unwrap_or(0));
+                        up.buf.extend_from_slice(&extra);
+                    }
+                    taken += chunk.len() as u64;
+                }
+                remaining -= taken;
+                up.body_bytes += taken;
+                counter.fetch_add(taken, Ordering::Relaxed);
+                match (head.take(), batch.as_slice()) {
+                    (Some(h), [data]) => write_all(io, [&h, data]).await,
+                    (None, [data]) => write_all(io, [data]).await,
+                    (h, _) => write_batch(io, h.as_deref(), &batch).await,
                 }
                 .map_err(|_| Cut::Visitor)?;
-                if let Some(extra) = extra {
-                    up.buf.extend_from_slice(&extra);
-                }
                 if remaining == 0 {
                     return Ok(());
                 }
@@ -684,6 +686,50 @@ async fn next_chunk<D: Downstream>(stream: &Stream, down: &mut D) -> Result<Opti
         }
     })
     .await
+}
+
+/// Most chunks written to the visitor in one system call.
+const MAX_BATCH: usize = 64;
+
+/// Adds the chunks already waiting on the stream to `batch`, up to `limit` bytes in all.
+fn gather(stream: &Stream, batch: &mut Vec<Bytes>, limit: u64) {
+    // A no-op waker: nothing waits on this poll; the next wait registers the real one.
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut total: u64 = batch.iter().map(|c| c.len() as u64).sum();
+    while total < limit && batch.len() < MAX_BATCH {
+        match stream.poll_read_chunk(&mut cx, CHUNK) {
+            Poll::Ready(Ok(Some(chunk))) => {
+                total += chunk.len() as u64;
+                batch.push(chunk);
+            }
+            _ => break,
+        }
+    }
+}
+
+/// Writes an optional head and a batch of chunks with vectored writes, then flushes.
+async fn write_batch<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    head: Option<&[u8]>,
+    batch: &[Bytes],
+) -> io::Result<()> {
+    let mut storage: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() + 1);
+    storage.extend(head.filter(|h| !h.is_empty()).map(IoSlice::new));
+    storage.extend(
+        batch
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| IoSlice::new(c)),
+    );
+    let mut slices = &mut storage[..];
+    while !slices.is_empty() {
+        let n = io.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    io.flush().await
 }
 
 /// Most bytes read ahead from a visitor (pipelined requests) while a response is under
