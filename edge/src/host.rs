@@ -72,7 +72,7 @@ pub fn classify_among<'a>(
 /// Classifies `host` against the edge's `domain`.
 pub fn classify(host: &str, domain: &str) -> Result<Target, EdgeError> {
     // Health checks and agents often address the edge by IP; an IP is never a tunnel.
-    if host == domain || host.parse::<std::net::IpAddr>().is_ok() {
+    if host == domain || (may_be_ip(host) && host.parse::<std::net::IpAddr>().is_ok()) {
         return Ok(Target::Apex);
     }
     match host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) {
@@ -83,6 +83,12 @@ pub fn classify(host: &str, domain: &str) -> Result<Target, EdgeError> {
             host: host.to_string(),
         }),
     }
+}
+
+/// Whether `host` could be an IP address: IPv4 ends in a digit, IPv6 has colons. Names (the
+/// usual case, on every request) skip the address parser.
+fn may_be_ip(host: &str) -> bool {
+    host.ends_with(|c: char| c.is_ascii_digit()) || host.contains(':')
 }
 
 fn strip_port(host: &str) -> &str {

@@ -1,7 +1,6 @@
 //! The state a session's tasks and streams share, and the [`Session`] handle.
 
 use crate::stream::Stream;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use warren_proto::error::GoAwayCode;
-use warren_proto::mux::{Event, OpenError};
+use warren_proto::mux::{Event, OpenError, StreamMap};
 use warren_proto::{Mux, ProtoError, StreamId, TunnelId, control};
 
 /// Something the application may want to know about, besides streams.
@@ -60,8 +59,8 @@ pub(crate) struct Shared {
 
 pub(crate) struct Inner {
     pub(crate) mux: Mux,
-    readers: HashMap<StreamId, Waker>,
-    writers: HashMap<StreamId, Waker>,
+    readers: StreamMap<Waker>,
+    writers: StreamMap<Waker>,
     incoming: Option<mpsc::UnboundedSender<Stream>>,
     events: Option<mpsc::Sender<SessionEvent>>,
     end: Option<SessionEnd>,
@@ -128,8 +127,8 @@ impl Shared {
         Shared {
             inner: Mutex::new(Inner {
                 mux,
-                readers: HashMap::new(),
-                writers: HashMap::new(),
+                readers: StreamMap::default(),
+                writers: StreamMap::default(),
                 incoming: Some(incoming),
                 events: Some(events),
                 end: None,
@@ -234,7 +233,7 @@ impl Inner {
     }
 }
 
-fn register(map: &mut HashMap<StreamId, Waker>, id: StreamId, waker: &Waker) {
+fn register(map: &mut StreamMap<Waker>, id: StreamId, waker: &Waker) {
     match map.get_mut(&id) {
         Some(existing) if existing.will_wake(waker) => {}
         Some(existing) => existing.clone_from(waker),

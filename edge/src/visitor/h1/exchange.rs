@@ -107,10 +107,9 @@ where
     };
     // The visitor's connection carries on only if this request was read to its end.
     let close_visitor = facts.close || !upload.done || state.shutdown.is_cancelled();
-    let ResponseHead {
-        facts: rfacts,
-        mut bytes,
-    } = response;
+    let rfacts = response;
+    // The response head was written into the connection's reusable buffer.
+    let mut bytes = std::mem::take(&mut visitor.out);
     head::finish_response(&mut bytes, close_visitor);
     let status = rfacts.status;
     let sent = if upload.done || upload.failed {
@@ -118,7 +117,7 @@ where
             io: &mut visitor.io,
             buf: &mut visitor.buf,
         };
-        send_body(&mut down, &stream, &mut up, bytes, rfacts.body, &tunnel).await
+        send_body(&mut down, &stream, &mut up, &bytes, rfacts.body, &tunnel).await
     } else {
         // The local service answered before the request body ended (an echo, or a refusal):
         // the rest of the body still goes up while the response comes down.
@@ -127,12 +126,13 @@ where
             &stream,
             &mut up,
             &mut upload,
-            bytes,
+            &bytes,
             rfacts.body,
             &tunnel,
         )
         .await
     };
+    keep_for_reuse(&mut visitor.out, bytes);
     if let Some(log) = &log {
         log.set_bytes_in(upload.sent);
     }
@@ -142,7 +142,7 @@ where
         .fetch_add(upload.sent, Ordering::Relaxed);
     let (next, error) = match sent {
         Ok(()) => {
-            let reusable = !rfacts.upstream_closes && upload.done && up.buf.is_empty();
+            let reusable = !rfacts.upstream_closes && upload.done && up.is_empty();
             if reusable {
                 tunnel.reuse_stream(stream);
             }
@@ -165,7 +165,24 @@ where
     if let Some(log) = log {
         log.finish(status, up.body_bytes, error);
     }
+    // The request head's buffer serves the next request, unless the session still holds it.
+    drop(upload);
+    if let Ok(spare) = head.try_into_mut() {
+        keep_for_reuse(&mut visitor.spare_head, spare);
+    }
     next
+}
+
+/// Largest head buffer a connection keeps between requests: an idle keep-alive connection
+/// does not hold on to the room an unusually large head once needed.
+const KEPT_HEAD_BUFFER: usize = 8 * 1024;
+
+/// Keeps `buf` (emptied) in `slot` for the next head, unless it grew unusually large.
+fn keep_for_reuse(slot: &mut BytesMut, mut buf: BytesMut) {
+    if buf.capacity() <= KEPT_HEAD_BUFFER {
+        buf.clear();
+        *slot = buf;
+    }
 }
 
 /// Writes the edge's error page for a request that failed before its response began.
@@ -211,22 +228,71 @@ where
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// The local side of an exchange: bytes read from the stream but not yet used.
+/// The local side of an exchange: bytes read from the stream but not yet used. They stay in
+/// the piece they arrived in (`held`, no copy) unless several pieces must be joined (`buf`: a
+/// head split across frames, a chunked body); at most one of the two holds bytes.
 #[derive(Default)]
 struct Upstream {
+    held: Bytes,
     buf: BytesMut,
     /// Response body bytes passed to the visitor.
     body_bytes: u64,
 }
 
-struct ResponseHead {
-    facts: ResponseFacts,
-    /// The head the visitor gets, without its last line (see `head::finish_response`).
-    bytes: BytesMut,
+impl Upstream {
+    fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.buf.is_empty()
+    }
+
+    /// The unused bytes.
+    fn bytes(&self) -> &[u8] {
+        if self.buf.is_empty() {
+            &self.held
+        } else {
+            &self.buf
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        if self.buf.is_empty() {
+            self.held.advance(n);
+        } else {
+            self.buf.advance(n);
+        }
+    }
+
+    /// Adds a piece received from the stream.
+    fn push(&mut self, piece: Bytes) {
+        if self.is_empty() {
+            self.held = piece;
+        } else {
+            self.joined().extend_from_slice(&piece);
+        }
+    }
+
+    /// Takes all the unused bytes, as one piece.
+    fn take(&mut self) -> Bytes {
+        if self.buf.is_empty() {
+            std::mem::take(&mut self.held)
+        } else {
+            self.buf.split().freeze()
+        }
+    }
+
+    /// The unused bytes in one growable buffer (copied there if they were held).
+    fn joined(&mut self) -> &mut BytesMut {
+        if !self.held.is_empty() {
+            self.buf.extend_from_slice(&self.held);
+            self.held = Bytes::new();
+        }
+        &mut self.buf
+    }
 }
 
 enum HeadOutcome {
-    Head(ResponseHead),
+    /// The response head, written for the visitor (without its last line, see
+    /// `head::finish_response`) into the connection's `out` buffer.
+    Head(ResponseFacts),
     Failed(UpstreamFailure),
     /// The visitor's request body is malformed.
     BadBody(String),
@@ -302,7 +368,7 @@ where
                 Poll::Pending => {}
             }
         }
-        match poll_response_head(cx, stream, up, is_head) {
+        match poll_response_head(cx, stream, up, is_head, &mut visitor.out) {
             Poll::Ready(Ok(head)) => return Poll::Ready(HeadOutcome::Head(head)),
             Poll::Ready(Err(failure)) => return Poll::Ready(HeadOutcome::Failed(failure)),
             Poll::Pending => {}
@@ -331,25 +397,26 @@ fn poll_response_head(
     stream: &Stream,
     up: &mut Upstream,
     is_head: bool,
-) -> Poll<Result<ResponseHead, UpstreamFailure>> {
+    out: &mut BytesMut,
+) -> Poll<Result<ResponseFacts, UpstreamFailure>> {
     loop {
-        if !up.buf.is_empty() {
+        if !up.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; 128];
             let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&up.buf) {
+            match resp.parse(up.bytes()) {
                 Ok(httparse::Status::Complete(len)) => {
                     let facts = head::inspect_response(&resp, len, is_head)
                         .map_err(|e| UpstreamFailure::Invalid(e.0))?;
                     if facts.interim {
-                        up.buf.advance(len);
+                        up.advance(len);
                         continue;
                     }
-                    let mut bytes = BytesMut::new();
-                    head::write_response(&mut bytes, &resp, &facts, is_head);
-                    up.buf.advance(len);
-                    return Poll::Ready(Ok(ResponseHead { facts, bytes }));
+                    out.clear();
+                    head::write_response(out, &resp, &facts, is_head);
+                    up.advance(len);
+                    return Poll::Ready(Ok(facts));
                 }
-                Ok(httparse::Status::Partial) if up.buf.len() <= MAX_RESPONSE_HEAD => {}
+                Ok(httparse::Status::Partial) if up.bytes().len() <= MAX_RESPONSE_HEAD => {}
                 Ok(httparse::Status::Partial) => {
                     return Poll::Ready(Err(UpstreamFailure::Invalid(
                         "the local service sent a response head over 64 KiB".into(),
@@ -363,8 +430,8 @@ fn poll_response_head(
             }
         }
         match ready!(stream.poll_read_chunk(cx, CHUNK)) {
-            Ok(Some(chunk)) => up.buf.extend_from_slice(&chunk),
-            Ok(None) if up.buf.is_empty() => {
+            Ok(Some(chunk)) => up.push(chunk),
+            Ok(None) if up.is_empty() => {
                 return Poll::Ready(Err(UpstreamFailure::ClosedEarly));
             }
             Ok(None) => {
@@ -515,7 +582,7 @@ async fn duplex<S>(
     stream: &Stream,
     up: &mut Upstream,
     upload: &mut Upload,
-    head: BytesMut,
+    head: &[u8],
     kind: BodyKind,
     tunnel: &LiveTunnel,
 ) -> Result<(), Cut>
@@ -556,23 +623,23 @@ async fn send_body<D: Downstream>(
     io: &mut D,
     stream: &Stream,
     up: &mut Upstream,
-    head: BytesMut,
+    head: &[u8],
     kind: BodyKind,
     tunnel: &LiveTunnel,
 ) -> Result<(), Cut> {
     let counter = &tunnel.counters.bytes_out;
     match kind {
-        BodyKind::None => write_all(io, [&head]).await.map_err(|_| Cut::Visitor),
+        BodyKind::None => write_all(io, [head]).await.map_err(|_| Cut::Visitor),
         BodyKind::Length(total) => {
             let mut remaining = total;
             let mut head = Some(head);
             let mut batch: Vec<Bytes> = Vec::new();
             loop {
                 batch.clear();
-                if up.buf.is_empty() {
+                if up.is_empty() {
                     if let Some(h) = head.take() {
                         // Head first: the visitor learns the status without waiting for the body.
-                        write_all(io, [&h]).await.map_err(|_| Cut::Visitor)?;
+                        write_all(io, [h]).await.map_err(|_| Cut::Visitor)?;
                     }
                     match next_chunk(stream, io).await? {
                         Some(chunk) => batch.push(chunk),
@@ -581,7 +648,7 @@ async fn send_body<D: Downstream>(
                     // Whatever else has arrived goes out in the same write.
                     gather(stream, &mut batch, remaining);
                 } else {
-                    batch.push(up.buf.split().freeze());
+                    batch.push(up.take());
                 }
                 let mut taken = 0u64;
                 for chunk in &mut batch {
@@ -589,7 +656,7 @@ async fn send_body<D: Downstream>(
                     if chunk.len() as u64 > room {
                         // Bytes after the declared length: the stream is not reusable.
                         let extra = chunk.split_off(usize::try_from(room).unwrap_or(0));
-                        up.buf.extend_from_slice(&extra);
+                        up.push(extra);
                     }
                     taken += chunk.len() as u64;
                 }
@@ -597,9 +664,9 @@ async fn send_body<D: Downstream>(
                 up.body_bytes += taken;
                 counter.fetch_add(taken, Ordering::Relaxed);
                 match (head.take(), batch.as_slice()) {
-                    (Some(h), [data]) => write_all(io, [&h, data]).await,
+                    (Some(h), [data]) => write_all(io, [h, data]).await,
                     (None, [data]) => write_all(io, [data]).await,
-                    (h, _) => write_batch(io, h.as_deref(), &batch).await,
+                    (h, _) => write_batch(io, h, &batch).await,
                 }
                 .map_err(|_| Cut::Visitor)?;
                 if remaining == 0 {
@@ -611,27 +678,27 @@ async fn send_body<D: Downstream>(
             let mut decoder = ChunkDecoder::default();
             let mut head = Some(head);
             loop {
-                match decoder.decode(&mut up.buf) {
+                match decoder.decode(up.joined()) {
                     Ok(Some(Piece::Data(data))) => {
                         up.body_bytes += data.len() as u64;
                         counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                         let line = framing::chunk_header(data.len());
                         let h = head.take().unwrap_or_default();
-                        write_all(io, [&h, &line, &data, b"\r\n"])
+                        write_all(io, [h, &line, &data, b"\r\n"])
                             .await
                             .map_err(|_| Cut::Visitor)?;
                     }
                     Ok(Some(Piece::End(trailers))) => {
                         let h = head.take().unwrap_or_default();
                         let end = framing::last_chunk(&trailers);
-                        return write_all(io, [&h, &end]).await.map_err(|_| Cut::Visitor);
+                        return write_all(io, [h, &end]).await.map_err(|_| Cut::Visitor);
                     }
                     Ok(None) => {
                         if let Some(h) = head.take() {
-                            write_all(io, [&h]).await.map_err(|_| Cut::Visitor)?;
+                            write_all(io, [h]).await.map_err(|_| Cut::Visitor)?;
                         }
                         match next_chunk(stream, io).await? {
-                            Some(chunk) => up.buf.extend_from_slice(&chunk),
+                            Some(chunk) => up.push(chunk),
                             None => return Err(Cut::Upstream),
                         }
                     }
@@ -645,9 +712,9 @@ async fn send_body<D: Downstream>(
         BodyKind::UntilClose => {
             let mut head = Some(head);
             loop {
-                let data = if up.buf.is_empty() {
+                let data = if up.is_empty() {
                     if let Some(h) = head.take() {
-                        write_all(io, [&h]).await.map_err(|_| Cut::Visitor)?;
+                        write_all(io, [h]).await.map_err(|_| Cut::Visitor)?;
                     }
                     match next_chunk(stream, io).await? {
                         Some(chunk) => chunk,
@@ -657,13 +724,13 @@ async fn send_body<D: Downstream>(
                         }
                     }
                 } else {
-                    up.buf.split().freeze()
+                    up.take()
                 };
                 up.body_bytes += data.len() as u64;
                 counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 let line = framing::chunk_header(data.len());
                 let h = head.take().unwrap_or_default();
-                write_all(io, [&h, &line, &data, b"\r\n"])
+                write_all(io, [h, &line, &data, b"\r\n"])
                     .await
                     .map_err(|_| Cut::Visitor)?;
             }

@@ -40,6 +40,11 @@ pub struct Visitor<S> {
     pub peer: SocketAddr,
     /// `http` or `https` (sent as `X-Forwarded-Proto`).
     pub proto: &'static str,
+    /// Reused for every response head written to the visitor.
+    pub out: BytesMut,
+    /// Reused for the request heads written to the local service, when the last one's
+    /// stream let go of it.
+    pub spare_head: BytesMut,
 }
 
 /// A request ready to go down a tunnel.
@@ -73,6 +78,8 @@ where
         } else {
             "http"
         },
+        out: BytesMut::new(),
+        spare_head: BytesMut::new(),
     };
     loop {
         let prepared = match next_request(&state, &mut visitor).await {
@@ -107,7 +114,10 @@ where
     let mut head_deadline = None;
     loop {
         if !visitor.buf.is_empty() {
-            if let Some(prepared) = prepare(state, visitor)? {
+            let mut spare = std::mem::take(&mut visitor.spare_head);
+            let prepared = prepare(state, visitor, &mut spare);
+            visitor.spare_head = spare;
+            if let Some(prepared) = prepared? {
                 return Ok(Some(prepared));
             }
             if visitor.buf.len() > max_head(state) {
@@ -137,8 +147,13 @@ fn max_head(state: &EdgeState) -> usize {
     state.config.max_header_bytes.max(8192)
 }
 
-/// Parses the buffered head; `Ok(None)` if it is incomplete.
-fn prepare<S>(state: &Arc<EdgeState>, visitor: &Visitor<S>) -> Result<Option<Prepared>, Fallback> {
+/// Parses the buffered head; `Ok(None)` if it is incomplete. The head for the local service
+/// is written into `spare` (taken from it when the request is ready).
+fn prepare<S>(
+    state: &Arc<EdgeState>,
+    visitor: &Visitor<S>,
+    spare: &mut BytesMut,
+) -> Result<Option<Prepared>, Fallback> {
     let mut table = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
     let mut grown;
     let headers: &mut [httparse::Header<'_>] = if state.config.max_headers == DEFAULT_MAX_HEADERS {
@@ -168,7 +183,8 @@ fn prepare<S>(state: &Arc<EdgeState>, visitor: &Visitor<S>) -> Result<Option<Pre
         .request_id
         .clone()
         .unwrap_or_else(|| state.next_request_id());
-    let mut head = BytesMut::new();
+    let mut head = std::mem::take(spare);
+    head.clear();
     head::write_request(
         &mut head,
         &req,
