@@ -206,6 +206,11 @@ where
                 break;
             }
             shared.writer.notified().await;
+            // Let the other tasks that are ready run first, and the I/O driver be polled once,
+            // so frames of requests arriving together leave in one batch (one socket write)
+            // instead of one write each: woken from a worker thread, this task would otherwise
+            // run next, right after the first frame was queued.
+            tokio::task::yield_now().await;
             continue;
         }
         let write = async {
