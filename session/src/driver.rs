@@ -142,6 +142,7 @@ where
                 Err(e) => break SessionEnd::Transport(e.to_string()),
             },
             () = &mut sleep => {
+                source.release_spare();
                 let now = tokio::time::Instant::now().into_std();
                 let timeout = shared.with_mux(|inner| {
                     inner.mux.handle_timeout(now).map(|()| inner.mux.next_timeout())

@@ -15,7 +15,7 @@
 //! error) and a size cap on every message. Text messages are reported so the session can refuse
 //! them.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use warren_proto::frame::MAX_MESSAGE;
@@ -37,6 +37,12 @@ const WRITE_CHUNK: usize = 128 * 1024;
 const DIRECT_WRITE: usize = 16 * 1024;
 /// Longest frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask.
 const MAX_HEADER: usize = 14;
+/// Frames from this size on are read into a buffer of their own, which is kept after its
+/// payload is handed out and reused once every piece of that payload has been dropped.
+const RECYCLE_FROM: usize = 64 * 1024;
+/// Such buffers kept per session (a full batch is ~330 KiB, in a 512 KiB buffer): enough for
+/// the batches still in flight to many streams. Spare ones go at a quiet heartbeat.
+const RECYCLE_KEEP: usize = 32;
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
@@ -128,6 +134,17 @@ pub struct WsReader<R> {
     fragments: Option<Fragments>,
     /// The payload of the last ping, to be echoed in a pong.
     pong: Option<Bytes>,
+    /// Payloads of large frames handed out, each with the capacity of the buffer it starts,
+    /// kept to reuse those buffers (see [`RECYCLE_FROM`]).
+    recycled: Vec<(Bytes, usize)>,
+    /// Set when `buf` was just made for the large frame at its start: that frame's payload,
+    /// once split out, is what keeps the buffer (capacity given) for reuse.
+    fresh: Option<usize>,
+    /// Where the large frame being read ends in `buf` (0 if none): reads stop there, so the
+    /// next frame starts in a buffer of its own instead of being copied out of this one.
+    large_end: usize,
+    /// A large frame arrived since the last [`WsReader::release_spare`].
+    large_since_release: bool,
 }
 
 impl<R: AsyncRead + Unpin> WsReader<R> {
@@ -139,6 +156,45 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
             buf: BytesMut::new(),
             fragments: None,
             pong: None,
+            recycled: Vec::new(),
+            fresh: None,
+            large_end: 0,
+            large_since_release: false,
+        }
+    }
+
+    /// Lets go of the buffers kept for reuse if no large frame arrived since the last call, so
+    /// a session that is done with bulk transfers keeps no spare memory. Called on every
+    /// heartbeat deadline.
+    pub fn release_spare(&mut self) {
+        if !self.large_since_release {
+            self.recycled = Vec::new();
+        }
+        self.large_since_release = false;
+    }
+
+    /// A kept buffer nothing else refers to any more, emptied, with room for `need` bytes.
+    ///
+    /// Why: payloads of large frames are handed out without a copy, so each one needs a buffer
+    /// of its own while it is in flight. Allocating a fresh ~330 KiB buffer per frame made
+    /// glibc hand the freed ones back to the kernel (heap trimming, `madvise(MADV_DONTNEED)` of
+    /// 1-4 MiB) and fault new pages in for the next: 40-130 page faults per 1 MiB response on
+    /// the edge, a quarter of its CPU (docs/performance.md, "2026-12-04 evening").
+    fn take_recycled(&mut self, need: usize) -> Option<BytesMut> {
+        let at = (self.recycled.iter())
+            .position(|(b, cap)| *cap >= need && b.is_unique())
+            .or_else(|| self.recycled.iter().position(|(b, _)| b.is_unique()))?;
+        let mut buf = self.recycled.swap_remove(at).0.try_into_mut().ok()?;
+        buf.clear();
+        buf.reserve(size_class(need));
+        Some(buf)
+    }
+
+    /// Keeps the buffer behind a large payload (of `capacity` bytes) for reuse.
+    fn keep(&mut self, payload: &Bytes, capacity: usize) {
+        self.large_since_release = true;
+        if self.recycled.len() < RECYCLE_KEEP {
+            self.recycled.push((payload.clone(), capacity));
         }
     }
 
@@ -162,7 +218,13 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
             }
-            if self.io.read_buf(&mut self.buf).await? == 0 {
+            let read = if self.large_end > self.buf.len() {
+                let room = self.large_end - self.buf.len();
+                self.io.read_buf(&mut (&mut self.buf).limit(room)).await?
+            } else {
+                self.io.read_buf(&mut self.buf).await?
+            };
+            if read == 0 {
                 return if self.buf.is_empty() && self.fragments.is_none() {
                     Ok(None)
                 } else {
@@ -179,6 +241,8 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
             let Some(frame) = self.parse_frame()? else {
                 return Ok(None);
             };
+            // The buffer made for this frame, if one was: only a whole message keeps it.
+            let fresh = self.fresh.take();
             let Frame {
                 fin,
                 opcode,
@@ -190,7 +254,13 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
                         "a new message started before the previous one ended",
                     ));
                 }
-                OP_BINARY if fin => return Ok(Some(WsMessage::Binary(payload.freeze()))),
+                OP_BINARY if fin => {
+                    let payload = payload.freeze();
+                    if let Some(capacity) = fresh {
+                        self.keep(&payload, capacity);
+                    }
+                    return Ok(Some(WsMessage::Binary(payload)));
+                }
                 OP_BINARY => {
                     self.fragments = Some(Fragments {
                         text: false,
@@ -295,11 +365,24 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
             None
         };
         if self.buf.len() < header + len {
-            // Room for the whole frame at once: one allocation, and reads as large as the
-            // kernel has bytes for.
-            self.buf.reserve(header + len - self.buf.len());
+            // Room for the whole frame at once: one allocation (or a reused one), and reads as
+            // large as the kernel has bytes for.
+            let need = header + len;
+            if len >= RECYCLE_FROM {
+                self.large_end = need;
+            }
+            if len >= RECYCLE_FROM && self.buf.capacity() < need {
+                let mut fresh = (self.take_recycled(need))
+                    .unwrap_or_else(|| BytesMut::with_capacity(size_class(need)));
+                fresh.extend_from_slice(&self.buf);
+                self.fresh = Some(fresh.capacity());
+                self.buf = fresh;
+                return Ok(None);
+            }
+            self.buf.reserve(need - self.buf.len());
             return Ok(None);
         }
+        self.large_end = 0;
         self.buf.advance(header);
         let mut payload = self.buf.split_to(len);
         if let Some(mask) = mask {
@@ -311,6 +394,12 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
             payload,
         }))
     }
+}
+
+/// The capacity given to a buffer for a large frame of `need` bytes: the next power of two,
+/// so that buffers kept for reuse fit the frames that follow (batches vary in size).
+fn size_class(need: usize) -> usize {
+    need.checked_next_power_of_two().unwrap_or(need)
 }
 
 /// A message whose first fragments have arrived.
@@ -640,6 +729,66 @@ mod tests {
             ours.read().await.expect("test step"),
             Some(WsMessage::Binary(Bytes::from_static(b"abcdefg")))
         );
+        let _b = feed.await.expect("test step");
+    }
+
+    /// Large payloads are read into buffers that are reused once every piece of an earlier
+    /// payload is dropped, never while one is still held; the spare ones are let go after a
+    /// heartbeat with no large frame.
+    #[tokio::test]
+    async fn large_frames_reuse_buffers_only_when_free() {
+        let (size, count) = (300_000, 8u8);
+        let mut raw = Vec::new();
+        for n in 0..count {
+            let mut payload = pattern(size).to_vec();
+            payload[0] = n;
+            raw_frame(&mut raw, 0x80 | OP_BINARY, &payload, None);
+        }
+        let (a, mut b) = duplex(64 * 1024);
+        let feed = tokio::spawn(async move {
+            b.write_all(&raw).await.expect("test step");
+            b
+        });
+        let mut reader = WsReader::new(a, WsRole::Client, MAX);
+        let mut starts = Vec::new();
+        let mut held = None;
+        for n in 0..count {
+            let data = match reader.read().await.expect("test step") {
+                Some(WsMessage::Binary(data)) => data,
+                other => panic!("expected a binary message, got {other:?}"),
+            };
+            assert_eq!(data[0], n);
+            assert_eq!(&data[1..], &pattern(size)[1..], "message {n}");
+            starts.push(data.as_ptr() as usize);
+            if n == 0 {
+                // Held to the end: its buffer must not be written again.
+                held = Some(data.slice(1..));
+            }
+        }
+        let first = starts[0];
+        assert!(
+            starts[1..].iter().all(|&at| at.abs_diff(first) >= size),
+            "the buffer of a payload still held was reused"
+        );
+        let mut buffers: Vec<usize> = Vec::new();
+        for at in starts {
+            if !buffers.iter().any(|&b| b.abs_diff(at) < 64) {
+                buffers.push(at);
+            }
+        }
+        assert!(
+            buffers.len() <= 4,
+            "{count} messages used {} buffers",
+            buffers.len()
+        );
+        assert_eq!(held.as_deref(), Some(&pattern(size)[1..]));
+        reader.release_spare();
+        assert!(
+            !reader.recycled.is_empty(),
+            "released right after a large frame"
+        );
+        reader.release_spare();
+        assert!(reader.recycled.is_empty(), "kept after a quiet heartbeat");
         let _b = feed.await.expect("test step");
     }
 
