@@ -146,10 +146,14 @@ where
             if reusable {
                 tunnel.reuse_stream(stream);
             }
-            let next = if close_visitor {
-                Next::Close
-            } else {
+            let next = if !close_visitor {
                 Next::KeepAlive
+            } else if facts.close && upload.done && visitor.buf.is_empty() {
+                // The visitor asked to close, sent its request whole and nothing after it:
+                // no lingering needed.
+                Next::Done
+            } else {
+                Next::Close
             };
             (next, None)
         }
@@ -208,6 +212,19 @@ where
         return Next::Close;
     }
     Next::KeepAlive
+}
+
+/// Ends a connection whose visitor asked for the close and has sent nothing more: a TLS
+/// connection says close_notify; a plain one is simply closed (FIN), without the half-close and
+/// read of [`close`] (one shutdown, one read and one wake-up less per connection; what nginx
+/// does when no more data is expected).
+pub async fn close_now<S>(visitor: &mut Visitor<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if visitor.proto == "https" {
+        let _ = tokio::time::timeout(LINGER, visitor.io.shutdown()).await;
+    }
 }
 
 /// Closes a visitor connection gracefully: FIN, then a short read of whatever the visitor

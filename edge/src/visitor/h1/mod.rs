@@ -61,7 +61,10 @@ pub(crate) struct Prepared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     KeepAlive,
+    /// Close after a half-close and a short read of what the visitor may still send.
     Close,
+    /// Close at once: the visitor asked for it and sent nothing after its request.
+    Done,
 }
 
 /// Serves a visitor connection, proxying what it can and handing the rest to hyper.
@@ -94,6 +97,10 @@ where
         };
         match exchange::run(&state, &mut visitor, prepared).await {
             Next::KeepAlive if !state.shutdown.is_cancelled() => {}
+            Next::Done => {
+                exchange::close_now(&mut visitor).await;
+                return;
+            }
             _ => {
                 exchange::close(&mut visitor).await;
                 return;
