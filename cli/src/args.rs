@@ -117,6 +117,13 @@ pub struct HttpArgs {
     /// no request logs at all, which saves a little CPU per request on both sides.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Connections (sessions) to the edge that carry the tunnel, 1 to 8. Each has a thread of
+    /// its own here and its own reader and writer at the edge, and new requests take them in
+    /// turn, so a busy tunnel is not queued behind one connection. The extra ones must reach
+    /// the same edge (behind a load balancer, one that keeps a client on one edge).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub sessions: u8,
 }
 
 #[derive(Args, Debug)]

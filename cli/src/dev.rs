@@ -7,7 +7,7 @@
 
 use crate::agent;
 use crate::args::DevArgs;
-use crate::commands::http::{TunnelRequest, open_tunnel, run_granted};
+use crate::commands::http::{Tuning, TunnelRequest, open_tunnel, run_granted};
 use crate::control_client::ControlClient;
 use crate::output::Printer;
 use crate::signals;
@@ -177,7 +177,15 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
             };
             let result = match open_tunnel(&client, &request, &local).await {
                 Ok(first) => {
-                    run_granted(client, first, local, printer, shutdown.clone(), false).await
+                    run_granted(
+                        client,
+                        first,
+                        local,
+                        printer,
+                        shutdown.clone(),
+                        Tuning::default(),
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };

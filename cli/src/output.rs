@@ -111,7 +111,7 @@ impl Printer {
                 fatal: false,
             } => eprintln!("warning: {message}"),
             AgentEvent::Notice { message } => eprintln!("note: {message}"),
-            AgentEvent::GrantRenewed { .. } => {}
+            AgentEvent::GrantRenewed { .. } | AgentEvent::LaneReady { .. } => {}
         }
     }
 

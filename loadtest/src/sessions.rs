@@ -70,6 +70,7 @@ pub async fn connect(
         request_log: false,
         request_log_batches: false,
         request_log_compact: false,
+        join: None,
     };
     let timeout = Duration::from_secs(30);
     let welcome = warren_session::handshake::agent_hello(&mut ws, &hello, timeout)

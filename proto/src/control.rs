@@ -41,6 +41,37 @@ pub struct Hello {
     /// when false, so a HELLO without it reads exactly as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub request_log_compact: bool,
+    /// Adds this connection to a session the same agent already holds on this edge, as one
+    /// more **lane** for its tunnels: the edge spreads their new streams over the session and
+    /// its lanes (`warren http --sessions N`). The tunnels must be the ones the session
+    /// carries. Not written when absent, so a HELLO without it reads exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<Join>,
+}
+
+/// Which session a lane joins, and the proof that the agent holding it sent this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    /// The [`Welcome::session_id`] of the session to join.
+    pub session_id: String,
+    /// The [`Welcome::lane_key`] that session was given.
+    pub key: LaneKey,
+}
+
+/// A session's secret for adding lanes to it: random, known only to the edge and the agent
+/// that holds the session, valid as long as the session lives.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LaneKey(pub String);
+
+/// Longest [`LaneKey`] and [`Join::session_id`] an edge reads.
+pub const MAX_LANE_KEY_LEN: usize = 128;
+
+impl fmt::Debug for LaneKey {
+    // Secrets never reach logs, even through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LaneKey(<redacted>)")
+    }
 }
 
 /// What the agent proves its identity with.
@@ -94,6 +125,11 @@ pub struct Welcome {
     /// How often each side pings, and how long silence may last before the session is dead.
     pub heartbeat_interval_ms: u64,
     pub heartbeat_timeout_ms: u64,
+    /// The key for adding lanes to this session ([`Hello::join`]). Absent from edges that
+    /// cannot add lanes and from a lane's own WELCOME: an agent opens lanes only when it is
+    /// present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane_key: Option<LaneKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use warren_proto::control::{
-    ControlMessage, Credential, Event, Hello, MAX_REQUEST_LOGS_PER_EVENT, PROTOCOL_VERSION, Reject,
-    RejectCode, RequestLog, TunnelProtocol, TunnelReady, TunnelRequest, Welcome,
+    ControlMessage, Credential, Event, Hello, Join, LaneKey, MAX_REQUEST_LOGS_PER_EVENT,
+    PROTOCOL_VERSION, Reject, RejectCode, RequestLog, TunnelProtocol, TunnelReady, TunnelRequest,
+    Welcome,
 };
 use warren_proto::error::GoAwayCode;
 use warren_proto::frame::{HEADER_LEN, MAX_MESSAGE, MAX_PAYLOAD};
@@ -224,6 +225,7 @@ fn pinned_hello() -> Hello {
         request_log: true,
         request_log_batches: true,
         request_log_compact: false,
+        join: None,
     }
 }
 
@@ -242,6 +244,7 @@ fn pinned_welcome() -> Welcome {
         },
         heartbeat_interval_ms: 5000,
         heartbeat_timeout_ms: 15000,
+        lane_key: None,
     }
 }
 
@@ -718,6 +721,39 @@ fn credential_debug_never_shows_the_secret() {
         let debug = format!("{hello:?} {hello:#?}");
         assert!(!debug.contains("wrn_test"), "{debug}");
     }
+}
+
+#[test]
+fn a_lane_join_round_trips_and_never_shows_its_key() {
+    let join = Join {
+        session_id: "s_0123".into(),
+        key: LaneKey("lane-secret-0123".into()),
+    };
+    let hello = Hello {
+        join: Some(join.clone()),
+        ..pinned_hello()
+    };
+    let debug = format!("{hello:?} {hello:#?} {join:?}");
+    assert!(!debug.contains("lane-secret"), "{debug}");
+    let Frame::Hello { body, .. } = hello.into_frame() else {
+        panic!("a HELLO frame");
+    };
+    let json = String::from_utf8_lossy(&body);
+    assert!(
+        json.contains(r#""join":{"session_id":"s_0123","key":"lane-secret-0123"}"#),
+        "{json}"
+    );
+    assert_eq!(Hello::from_json(&body), Ok(hello));
+
+    let welcome = Welcome {
+        lane_key: Some(LaneKey("lane-secret-0123".into())),
+        ..pinned_welcome()
+    };
+    assert!(!format!("{welcome:?}").contains("lane-secret"));
+    let Frame::Welcome { body } = welcome.into_frame() else {
+        panic!("a WELCOME frame");
+    };
+    assert_eq!(Welcome::from_json(&body), Ok(welcome));
 }
 
 #[test]

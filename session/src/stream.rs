@@ -32,6 +32,13 @@ impl Stream {
         self.tunnel
     }
 
+    /// True once either side of this stream's session sent GOAWAY or the session ended: the
+    /// stream should not be reused for another exchange.
+    pub fn is_going_away(&self) -> bool {
+        let inner = self.shared.lock();
+        inner.mux.is_going_away() || inner.mux.is_closed()
+    }
+
     /// Abandons the stream in both directions, telling the peer why.
     pub fn reset(&self, code: ResetCode) {
         let id = self.id;

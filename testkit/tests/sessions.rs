@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use warren_cli::agent::{AgentError, AgentEvent};
 use warren_edge::EdgeConfig;
 use warren_proto::control::{
-    ControlMessage, Credential, Event, Hello, Reject, RejectCode, TunnelProtocol, TunnelRequest,
-    Welcome,
+    ControlMessage, Credential, Event, Hello, Join, LaneKey, Reject, RejectCode, TunnelProtocol,
+    TunnelRequest, Welcome,
 };
 use warren_proto::error::{GoAwayCode, ResetCode};
 use warren_proto::frame::{HEADER_LEN, MAX_MESSAGE, MAX_PAYLOAD};
@@ -560,6 +560,266 @@ async fn a_second_agent_for_the_same_name_takes_over() -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lanes: more sessions of one agent joined to its first (`warren http --sessions N`)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn new_streams_take_the_session_and_its_lane_in_turn() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let edge = TestEdge::start().await?;
+    let (mut first, welcome) = RawAgent::welcomed(&edge, "laned").await?;
+    let (mut lane, lane_welcome) = RawAgent::joined(&edge, &welcome).await?;
+    assert_ne!(lane_welcome.session_id, welcome.session_id);
+    assert_eq!(
+        lane_welcome.tunnels, welcome.tunnels,
+        "a lane carries the same tunnels"
+    );
+    assert!(lane_welcome.lane_key.is_none(), "lanes do not take lanes");
+
+    let hostname = welcome.tunnels[0].hostname.clone();
+    let (mut on_first, mut on_lane) = (0, 0);
+    for _ in 0..6 {
+        let addr = edge.addr;
+        let host = hostname.clone();
+        let visit = tokio::spawn(async move { client::get(addr, &host, "/turn").await });
+        // Whichever connection the edge opened the stream on refuses it: the visitor gets 502.
+        let opened_on_lane = loop {
+            let (frames, on_lane) = tokio::select! {
+                frames = first.next_frames() => (frames?, false),
+                frames = lane.next_frames() => (frames?, true),
+            };
+            let frames = frames.context("the edge closed a connection")?;
+            let Some(stream) = frames.iter().find_map(|f| match f {
+                Frame::Open { stream, .. } => Some(*stream),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let reset = binary(&[Frame::Rst {
+                stream,
+                code: ResetCode::LocalRefused,
+            }]);
+            if on_lane {
+                lane.ws.send(reset).await?;
+            } else {
+                first.ws.send(reset).await?;
+            }
+            break on_lane;
+        };
+        if opened_on_lane {
+            on_lane += 1;
+        } else {
+            on_first += 1;
+        }
+        let (status, _, _) = visit.await??;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(
+        (on_first, on_lane),
+        (3, 3),
+        "six new streams alternate between the session and its lane"
+    );
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn a_lane_must_prove_it_belongs_to_the_session() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let edge = TestEdge::start().await?;
+    let witness = Witness::start(&edge).await?;
+    let (_first, welcome) = RawAgent::welcomed(&edge, "guarded").await?;
+    let key = welcome.lane_key.clone().context("the edge offers lanes")?;
+    let (_second, other) = RawAgent::welcomed(&edge, "guarded-other").await?;
+
+    let cases: Vec<(&str, Join, RejectCode, &str)> = vec![
+        (
+            "a wrong key",
+            Join {
+                session_id: welcome.session_id.clone(),
+                key: LaneKey("0123456789abcdef0123456789abcdef".into()),
+            },
+            RejectCode::Forbidden,
+            "no session",
+        ),
+        (
+            "an unknown session",
+            Join {
+                session_id: "s_0000000000000000".into(),
+                key: key.clone(),
+            },
+            RejectCode::Forbidden,
+            "no session",
+        ),
+        (
+            "the key of another session",
+            Join {
+                session_id: welcome.session_id.clone(),
+                key: other.lane_key.clone().context("the edge offers lanes")?,
+            },
+            RejectCode::Forbidden,
+            "no session",
+        ),
+        (
+            "an oversized key",
+            Join {
+                session_id: welcome.session_id.clone(),
+                key: LaneKey("k".repeat(4096)),
+            },
+            RejectCode::BadRequest,
+            "at most",
+        ),
+    ];
+    for (what, join, code, says) in cases {
+        let mut raw = RawAgent::connect(&edge).await?;
+        let mut hello = hello(TEST_TOKEN, Some("guarded"));
+        hello.join = Some(join);
+        raw.ws.send(binary(&[hello.into_frame()])).await?;
+        let reject = raw.expect_reject().await.context(what)?;
+        assert_eq!(reject.code, code, "{what}: {}", reject.message);
+        assert!(reject.message.contains(says), "{what}: {}", reject.message);
+    }
+
+    // The right key with other tunnels than the session's.
+    let mut raw = RawAgent::connect(&edge).await?;
+    let mut two = hello(TEST_TOKEN, Some("guarded"));
+    two.tunnels.push(TunnelRequest {
+        id: TunnelId(1),
+        protocol: TunnelProtocol::Http,
+        subdomain: Some("guarded-too".into()),
+        local_addr: "127.0.0.1:9".into(),
+    });
+    two.join = Some(Join {
+        session_id: welcome.session_id.clone(),
+        key: key.clone(),
+    });
+    raw.ws.send(binary(&[two.into_frame()])).await?;
+    let reject = raw.expect_reject().await?;
+    assert_eq!(reject.code, RejectCode::BadRequest);
+    assert!(
+        reject.message.contains("exactly the tunnels"),
+        "{}",
+        reject.message
+    );
+
+    // A bad token is refused before anything else, key or not.
+    let mut raw = RawAgent::connect(&edge).await?;
+    let mut stranger = hello("wrn_not_a_token", Some("guarded"));
+    stranger.join = Some(Join {
+        session_id: welcome.session_id.clone(),
+        key,
+    });
+    raw.ws.send(binary(&[stranger.into_frame()])).await?;
+    assert_eq!(raw.expect_reject().await?.code, RejectCode::Unauthorized);
+
+    witness.assert_serves(&edge).await?;
+    witness.stop().await;
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn lanes_end_with_their_session_and_cannot_be_joined_after() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let edge = TestEdge::start().await?;
+    let (mut first, welcome) = RawAgent::welcomed(&edge, "shortlived").await?;
+    let (mut lane, _) = RawAgent::joined(&edge, &welcome).await?;
+    first.ws.close(None).await?;
+    let (code, message) = lane.expect_goaway().await?;
+    assert_eq!(code, GoAwayCode::Normal);
+    assert!(message.contains("ended"), "{message}");
+    lane.expect_closed_after_optional_goaway().await?;
+
+    let mut late = RawAgent::connect(&edge).await?;
+    let mut hello = hello(TEST_TOKEN, Some("shortlived"));
+    hello.join = Some(Join {
+        session_id: welcome.session_id.clone(),
+        key: welcome.lane_key.clone().context("the edge offers lanes")?,
+    });
+    late.ws.send(binary(&[hello.into_frame()])).await?;
+    assert_eq!(late.expect_reject().await?.code, RejectCode::Forbidden);
+    edge.stop().await
+}
+
+#[tokio::test]
+async fn an_agent_with_three_sessions_serves_rejoins_after_an_edge_restart_and_stops_cleanly()
+-> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    let origin = Origin::start().await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let edge = TestEdge::start_on(TestEdge::config(), listener).await?;
+    let mut options = agent_options(&edge, origin.port(), Some("threelane"));
+    options.sessions = 3;
+    let mut agent = TestAgent::start_with(options).await?;
+    let first = lanes_ready(&mut agent, 2).await?;
+    serves_concurrently(&edge, &agent.hostname, 24).await?;
+
+    // The edge goes away: the session and its lanes are lost; the new session gets new lanes.
+    edge.stop().await?;
+    agent
+        .wait_for(|e| matches!(e, AgentEvent::Reconnecting { .. }))
+        .await?;
+    let edge = TestEdge::start_on(TestEdge::config(), bind_again(addr).await?).await?;
+    agent
+        .wait_for(|e| matches!(e, AgentEvent::TunnelReady { .. }))
+        .await?;
+    let second = lanes_ready(&mut agent, 2).await?;
+    assert_ne!(first, second, "the lanes joined the new session");
+    serves_concurrently(&edge, &agent.hostname, 24).await?;
+
+    let refused: Vec<_> = agent
+        .drain_events()
+        .into_iter()
+        .filter(
+            |e| matches!(e, AgentEvent::Notice { message } if message.contains("could not join")),
+        )
+        .collect();
+    assert!(refused.is_empty(), "every lane joins: {refused:?}");
+    match agent.stop().await {
+        Some(Ok(())) => {}
+        other => bail!("the agent should stop cleanly, not {other:?}"),
+    }
+    edge.stop().await
+}
+
+/// Waits for `n` lanes to join, and returns the session they joined (the same for all).
+async fn lanes_ready(agent: &mut TestAgent, n: usize) -> anyhow::Result<String> {
+    let mut joined = Vec::new();
+    while joined.len() < n {
+        if let AgentEvent::LaneReady {
+            joined: session, ..
+        } = agent
+            .wait_for(|e| matches!(e, AgentEvent::LaneReady { .. }))
+            .await?
+        {
+            joined.push(session);
+        }
+    }
+    joined.dedup();
+    match joined.as_slice() {
+        [session] => Ok(session.clone()),
+        other => bail!("lanes joined different sessions: {other:?}"),
+    }
+}
+
+/// `n` concurrent `GET /hello` through the tunnel all answer the origin's greeting.
+async fn serves_concurrently(edge: &TestEdge, hostname: &str, n: usize) -> anyhow::Result<()> {
+    let visits: Vec<_> = (0..n)
+        .map(|_| {
+            let (addr, host) = (edge.addr, hostname.to_string());
+            tokio::spawn(async move { client::get(addr, &host, "/hello").await })
+        })
+        .collect();
+    for visit in visits {
+        let (status, _, body) = tokio::time::timeout(DEADLINE, visit).await???;
+        ensure!(
+            status == StatusCode::OK && &body[..] == b"hello from origin",
+            "GET /hello through {hostname}: {status} {body:?}"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
@@ -698,6 +958,7 @@ fn hello(token: &str, subdomain: Option<&str>) -> Hello {
         request_log: false,
         request_log_batches: false,
         request_log_compact: false,
+        join: None,
     }
 }
 
@@ -759,6 +1020,29 @@ impl RawAgent {
             .context("closed during the handshake")?;
         match frames.as_slice() {
             [Frame::Welcome { body }] => Ok((raw, Welcome::from_json(body)?)),
+            other => bail!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    /// Connects and joins the session `welcome` accepted, as a lane.
+    async fn joined(edge: &TestEdge, welcome: &Welcome) -> anyhow::Result<(RawAgent, Welcome)> {
+        let mut raw = RawAgent::connect(edge).await?;
+        let mut hello = hello(TEST_TOKEN, None);
+        hello.join = Some(Join {
+            session_id: welcome.session_id.clone(),
+            key: welcome
+                .lane_key
+                .clone()
+                .context("the edge offered no lane key")?,
+        });
+        raw.ws.send(binary(&[hello.into_frame()])).await?;
+        let frames = raw
+            .next_frames()
+            .await?
+            .context("closed during the lane handshake")?;
+        match frames.as_slice() {
+            [Frame::Welcome { body }] => Ok((raw, Welcome::from_json(body)?)),
+            [Frame::Reject { body }] => bail!("lane refused: {:?}", Reject::from_json(body)?),
             other => bail!("expected WELCOME, got {other:?}"),
         }
     }

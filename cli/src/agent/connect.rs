@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, http::HeaderValue};
 use warren_proto::control::{
-    Credential, Hello, Reject, RejectCode, TunnelProtocol, TunnelRequest, Welcome,
+    Credential, Hello, Join, Reject, RejectCode, TunnelProtocol, TunnelRequest, Welcome,
 };
 use warren_proto::mux::{Heartbeat, Role};
 use warren_proto::{Mux, Settings, TunnelId};
@@ -71,6 +71,21 @@ pub struct Established {
 
 /// Connects to the edge and completes the handshake within `options.connect_timeout`.
 pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError> {
+    establish_with(options, None).await
+}
+
+/// Connects one more session and joins it to the session `join` names, as a lane.
+pub async fn establish_lane(
+    options: &AgentOptions,
+    join: &Join,
+) -> Result<Established, AgentError> {
+    establish_with(options, Some(join)).await
+}
+
+async fn establish_with(
+    options: &AgentOptions,
+    join: Option<&Join>,
+) -> Result<Established, AgentError> {
     let url = options.edge_url.clone();
     let mut request = url
         .as_str()
@@ -96,7 +111,7 @@ pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| connect_error(&url, e))?;
-        return handshake_on(options, WebSocket::from_client_handshake(ws)).await;
+        return handshake_on(options, join, WebSocket::from_client_handshake(ws)).await;
     }
     let connect = tokio_tungstenite::connect_async_with_config(
         request,
@@ -107,7 +122,7 @@ pub async fn establish(options: &AgentOptions) -> Result<Established, AgentError
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| connect_error(&url, e))?;
-    handshake_on(options, WebSocket::from_client_handshake(ws)).await
+    handshake_on(options, join, WebSocket::from_client_handshake(ws)).await
 }
 
 /// TCP, then TLS to the edge, verified as `options.tls` says.
@@ -148,12 +163,13 @@ async fn tls_connect(
 /// HELLO/WELCOME on an open WebSocket, then the session.
 async fn handshake_on<S>(
     options: &AgentOptions,
+    join: Option<&Join>,
     mut ws: WebSocket<S>,
 ) -> Result<Established, AgentError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let hello = hello(options);
+    let hello = hello(options, join);
     let welcome = handshake::agent_hello(&mut ws, &hello, options.connect_timeout)
         .await
         .map_err(|e| match e {
@@ -181,7 +197,7 @@ where
     })
 }
 
-fn hello(options: &AgentOptions) -> Hello {
+fn hello(options: &AgentOptions, join: Option<&Join>) -> Hello {
     Hello {
         agent_version: AGENT_VERSION.to_string(),
         credential: match &options.grant {
@@ -200,9 +216,11 @@ fn hello(options: &AgentOptions) -> Hello {
             })
             .collect(),
         settings: Settings::default(),
-        request_log: options.request_log,
+        // Request logs come on the first session only.
+        request_log: options.request_log && join.is_none(),
         request_log_batches: true,
         request_log_compact: true,
+        join: join.cloned(),
     }
 }
 

@@ -37,4 +37,6 @@ pub enum AgentEvent {
     Notice { message: String },
     /// Control renewed the tunnel's grant; reconnects present the new one.
     GrantRenewed { expires_at: u64 },
+    /// One more session (`--sessions`) joined session `joined` and carries its tunnels too.
+    LaneReady { session_id: String, joined: String },
 }

@@ -4,6 +4,7 @@
 //! - `options.rs`: what to connect where; the edge URL and local targets, validated.
 //! - `connect.rs`: WebSocket connect and handshake, errors as sentences for the user.
 //! - `run.rs`: the session loop: serve, reconnect with backoff, follow GOAWAY.
+//! - `lane.rs`: more sessions joined to the first (`--sessions N`), each on its own thread.
 //! - `forward.rs`: one stream → one TCP connection to the local service, spliced both ways.
 //! - `tls.rs`: whom the agent trusts for `wss://` (system roots, `--ca-file`, `--insecure`).
 //! - `backoff.rs`: exponential backoff with jitter.
@@ -14,6 +15,7 @@ pub mod connect;
 pub mod events;
 pub mod forward;
 pub mod grant;
+pub mod lane;
 pub mod options;
 pub mod run;
 pub mod tls;

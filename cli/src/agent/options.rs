@@ -53,7 +53,13 @@ pub struct AgentOptions {
     pub local_connect_timeout: Duration,
     /// Whom to trust for a `wss://` edge.
     pub tls: super::tls::EdgeTrust,
+    /// Sessions to hold to the edge for these tunnels (`--sessions`): the first, plus lanes
+    /// that join it. 1 to [`MAX_SESSIONS`].
+    pub sessions: usize,
 }
+
+/// The most sessions one agent holds for its tunnels (the edge takes up to 7 lanes).
+pub const MAX_SESSIONS: usize = 8;
 
 impl std::fmt::Debug for AgentOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +68,7 @@ impl std::fmt::Debug for AgentOptions {
             .field("token", &"<redacted>")
             .field("grant", &self.grant.as_ref().map(|g| g.borrow().clone()))
             .field("tunnels", &self.tunnels)
+            .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +91,7 @@ impl AgentOptions {
             connect_timeout: Duration::from_secs(10),
             local_connect_timeout: Duration::from_secs(10),
             tls: super::tls::default_trust(),
+            sessions: 1,
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::agent::backoff::Backoff;
 use crate::agent::connect::{self, AgentError, Established};
 use crate::agent::events::AgentEvent;
 use crate::agent::forward::{self, LocalFailure};
+use crate::agent::lane::Lanes;
 use crate::agent::options::{AgentOptions, LocalTarget};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -25,9 +26,9 @@ use warren_proto::error::GoAwayCode;
 use warren_session::{Session, SessionEvent};
 
 /// Longest a replaced session may take to finish its in-flight streams.
-const OLD_SESSION_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const OLD_SESSION_GRACE: Duration = Duration::from_secs(60);
 /// How long in-flight requests get when the agent is asked to stop.
-const EXIT_GRACE: Duration = Duration::from_secs(3);
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// At most one "local service is down" warning per this interval.
 const LOCAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -135,27 +136,21 @@ async fn serve(
         });
     }
     let mut open_tunnels: HashSet<u32> = welcome.tunnels.iter().map(|t| t.id.0).collect();
-    let targets = Arc::new(resolve_targets(options, events));
-    let warned = Arc::new(Mutex::new(None::<Instant>));
+    let forwarder = Forwarder {
+        targets: Arc::new(resolve_targets(options, events)),
+        events: events.clone(),
+        warned: Arc::new(Mutex::new(None)),
+        timeout: options.local_connect_timeout,
+    };
+    // More sessions joined to this one, each on a thread of its own; they end with it.
+    let mut lanes = Lanes::start(options, &welcome, &forwarder, shutdown);
     loop {
         tokio::select! {
             stream = incoming.accept() => {
                 let Some(stream) = stream else {
                     return after_end(&session);
                 };
-                let targets = targets.clone();
-                let events = events.clone();
-                let warned = warned.clone();
-                let timeout = options.local_connect_timeout;
-                tokio::spawn(async move {
-                    let Some((target, addrs)) = targets.get(stream.tunnel().0 as usize) else {
-                        stream.reset(warren_proto::ResetCode::Refused);
-                        return;
-                    };
-                    if let Err(failure) = forward::forward(stream, target, addrs, timeout).await {
-                        warn_local(&events, &warned, target, failure);
-                    }
-                });
+                forwarder.spawn(stream);
             }
             event = session_events.recv() => match event {
                 Some(SessionEvent::Message(Event::TunnelClosed { id, reason })) => {
@@ -186,7 +181,10 @@ async fn serve(
                 None => return after_end(&session),
             },
             () = shutdown.cancelled() => {
-                session.drain(GoAwayCode::Normal, "agent shutting down", EXIT_GRACE).await;
+                tokio::join!(
+                    session.drain(GoAwayCode::Normal, "agent shutting down", EXIT_GRACE),
+                    lanes.drained(EXIT_GRACE),
+                );
                 return Outcome::Shutdown;
             }
         }
@@ -249,6 +247,36 @@ fn request_event(log: RequestLog) -> AgentEvent {
         bytes_out: log.bytes_out,
         request_id: log.request_id,
         error: log.error,
+    }
+}
+
+/// Hands each stream the edge opens to a task that forwards it to the local service.
+#[derive(Clone)]
+pub(crate) struct Forwarder {
+    targets: Arc<Vec<(LocalTarget, Vec<SocketAddr>)>>,
+    events: UnboundedSender<AgentEvent>,
+    /// When the user was last warned that the local service is down (shared by all sessions).
+    warned: Arc<Mutex<Option<Instant>>>,
+    timeout: Duration,
+}
+
+impl Forwarder {
+    /// Forwards `stream` in a task of the current runtime.
+    pub(crate) fn spawn(&self, stream: warren_session::Stream) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Some((target, addrs)) = this.targets.get(stream.tunnel().0 as usize) else {
+                stream.reset(warren_proto::ResetCode::Refused);
+                return;
+            };
+            if let Err(failure) = forward::forward(stream, target, addrs, this.timeout).await {
+                warn_local(&this.events, &this.warned, target, failure);
+            }
+        });
+    }
+
+    pub(crate) fn events(&self) -> &UnboundedSender<AgentEvent> {
+        &self.events
     }
 }
 

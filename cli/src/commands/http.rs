@@ -59,6 +59,7 @@ async fn standalone(
     )
     .map_err(anyhow::Error::msg)?;
     options.request_log = !args.quiet;
+    options.sessions = usize::from(args.sessions);
     if options.token.is_empty() {
         anyhow::bail!("no token: pass --token or set WARREN_TOKEN (`warren dev` prints one)");
     }
@@ -92,7 +93,11 @@ async fn granted(args: HttpArgs, local: LocalTarget, printer: Printer) -> anyhow
         domain: args.domain,
     };
     let first = open_tunnel(&client, &request, &local).await?;
-    run_granted(client, first, local, printer, shutdown, args.quiet).await
+    let tuning = Tuning {
+        quiet: args.quiet,
+        sessions: usize::from(args.sessions),
+    };
+    run_granted(client, first, local, printer, shutdown, tuning).await
 }
 
 /// The region to ask control for: `requested` checked against control's list, or with `auto`
@@ -173,6 +178,24 @@ pub async fn open_tunnel(
     api::decode(value)
 }
 
+/// How the agent of a granted tunnel runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// No line per request (`--quiet`).
+    pub quiet: bool,
+    /// Sessions to the edge (`--sessions`).
+    pub sessions: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            quiet: false,
+            sessions: 1,
+        }
+    }
+}
+
 /// Runs the agent on a granted tunnel, renewing the grant until the agent stops or control
 /// says the tunnel was closed.
 pub async fn run_granted(
@@ -181,7 +204,7 @@ pub async fn run_granted(
     local: LocalTarget,
     printer: Printer,
     shutdown: CancellationToken,
-    quiet: bool,
+    tuning: Tuning,
 ) -> anyhow::Result<()> {
     let label = first
         .hostname
@@ -206,7 +229,8 @@ pub async fn run_granted(
         expires_at: first.grant_expires_at,
     });
     options.grant = Some(receiver);
-    options.request_log = !quiet;
+    options.request_log = !tuning.quiet;
+    options.sessions = tuning.sessions;
     announce(printer, &first);
 
     let (events, printing) = EventPrinter::spawn(printer);

@@ -5,7 +5,7 @@ use crate::auth::Identity;
 use crate::routes::{Claimed, Route, RouteError};
 use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
-use crate::tunnel::registry::Counters;
+use crate::tunnel::registry::{Counters, Lanes};
 use crate::tunnel::request_log::{LogFormat, RequestLogQueue};
 use crate::tunnel::upstream::Pool;
 use hyper::upgrade::Upgraded;
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use warren_proto::control::{
-    Event, Hello, MAX_TUNNELS_PER_SESSION, Reject, RejectCode, TunnelReady, Welcome,
+    Event, Hello, LaneKey, MAX_TUNNELS_PER_SESSION, Reject, RejectCode, TunnelReady, Welcome,
 };
 use warren_proto::error::GoAwayCode;
 use warren_proto::mux::{Heartbeat, Role};
@@ -24,7 +24,7 @@ use warren_proto::{Mux, Settings};
 use warren_session::handshake::{self, HandshakeError};
 use warren_session::{Session, SessionEvent};
 
-type Ws = warren_session::WebSocket<TokioIo<Upgraded>>;
+pub(crate) type Ws = warren_session::WebSocket<TokioIo<Upgraded>>;
 
 /// A tunnel the HELLO asked for, with its hostname decided.
 struct Planned {
@@ -45,6 +45,9 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
             return;
         }
     };
+    if let Some(join) = hello.join.clone() {
+        return crate::tunnel::lane::run(state, ws, peer, hello, identity, join).await;
+    }
     let planned = match plan_tunnels(&state, &hello, &identity) {
         Ok(planned) => planned,
         Err(reject) => {
@@ -58,24 +61,11 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         let _ = handshake::send_reject(&mut ws, &reject).await;
         return;
     }
-    let welcome = welcome(&state, &planned, &session_id);
-    let heartbeat = heartbeat(&state);
-    // The edge opens the session's streams (one per upstream connection), so the configured
-    // cap limits them too, within what the agent accepts.
-    let agent_settings = Settings {
-        max_streams: hello
-            .settings
-            .max_streams
-            .min(state.config.max_streams_per_session),
-        ..hello.settings
-    };
-    let mux = Mux::new(
-        Role::Edge,
-        welcome.settings,
-        agent_settings,
-        heartbeat,
-        tokio::time::Instant::now().into_std(),
-    );
+    // The agent presents this key to add lanes to the session (`warren http --sessions N`).
+    let lane_key = format!("{:032x}", rand::random::<u128>());
+    let mut welcome = welcome(&state, &planned, &session_id);
+    welcome.lane_key = Some(LaneKey(lane_key.clone()));
+    let mux = session_mux(&state, &hello, &welcome);
     let span = tracing::info_span!("session", id = %session_id, agent = %peer);
     // The tunnels are routable before the agent hears WELCOME, so a visitor who uses a URL the
     // moment the agent prints it is served, not told 404. Streams opened meanwhile wait in the
@@ -90,6 +80,12 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         hello
             .request_log
             .then(|| RequestLogQueue::new(session.clone(), LogFormat::from_hello(&hello))),
+    );
+    state.registry.allow_lanes(
+        &session_id,
+        crate::auth::digest(&lane_key),
+        &identity.account_id,
+        session.clone(),
     );
     let mut reported = false;
     match handshake::send_welcome(&mut ws, &welcome).await {
@@ -130,6 +126,8 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         &mut agent_left,
     )
     .await;
+    // Lanes notice the session's end and drain themselves (`lane.rs`).
+    state.registry.forbid_lanes(&session_id);
     for tunnel in &live {
         tunnel.pool.clear();
         if state.registry.remove_tunnel(&tunnel.hostname, &session_id) && agent_left {
@@ -298,6 +296,26 @@ async fn release_routes(state: &EdgeState, planned: &[Planned], session_id: &str
     }
 }
 
+/// The session's multiplexer, from the edge's settings and the agent's.
+pub(crate) fn session_mux(state: &EdgeState, hello: &Hello, welcome: &Welcome) -> Mux {
+    // The edge opens the session's streams (one per upstream connection), so the configured
+    // cap limits them too, within what the agent accepts.
+    let agent_settings = Settings {
+        max_streams: hello
+            .settings
+            .max_streams
+            .min(state.config.max_streams_per_session),
+        ..hello.settings
+    };
+    Mux::new(
+        Role::Edge,
+        welcome.settings,
+        agent_settings,
+        heartbeat(state),
+        tokio::time::Instant::now().into_std(),
+    )
+}
+
 fn welcome(state: &EdgeState, planned: &[Planned], session_id: &str) -> Welcome {
     let heartbeat = heartbeat(state);
     Welcome {
@@ -316,10 +334,11 @@ fn welcome(state: &EdgeState, planned: &[Planned], session_id: &str) -> Welcome 
         },
         heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,
         heartbeat_timeout_ms: heartbeat.timeout.as_millis() as u64,
+        lane_key: None,
     }
 }
 
-fn heartbeat(state: &EdgeState) -> Heartbeat {
+pub(crate) fn heartbeat(state: &EdgeState) -> Heartbeat {
     Heartbeat {
         interval: state.config.heartbeat_interval,
         timeout: state.config.heartbeat_interval * 3,
@@ -350,6 +369,7 @@ fn register(
             counters: Counters::default(),
             close_reason: OnceLock::new(),
             pool: Pool::new(state.config.pool_idle_per_tunnel),
+            lanes: Lanes::default(),
         });
         if let Some(old) = state.registry.insert_tunnel(live.clone()) {
             displace(&old);
@@ -420,6 +440,6 @@ async fn serve(
     }
 }
 
-fn new_session_id() -> String {
+pub(crate) fn new_session_id() -> String {
     format!("s_{:016x}", rand::random::<u64>())
 }

@@ -2,6 +2,7 @@
 //!
 //! - `endpoint.rs`: the WebSocket upgrade at `/_warren/tunnel`.
 //! - `attach.rs`: one session's life: handshake, authentication, route claims, serving, cleanup.
+//! - `lane.rs`: an extra connection of the same agent joining its session (`--sessions N`).
 //! - `lease.rs`: renews this edge's route leases, re-registers lost ones, drops stale tunnels.
 //! - `registry.rs`: the tunnels and sessions live on this edge.
 //! - `upstream.rs`: sending a visitor request down a tunnel, over pooled streams.
@@ -9,6 +10,7 @@
 
 pub mod attach;
 pub mod endpoint;
+pub mod lane;
 pub mod lease;
 pub mod registry;
 pub mod request_log;

@@ -4,13 +4,14 @@
 use crate::tunnel::request_log::RequestLogQueue;
 use crate::tunnel::upstream::Pool;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use warren_proto::TunnelId;
-use warren_session::Session;
+use warren_proto::mux::OpenError;
+use warren_session::{Session, Stream};
 
 /// A tunnel served by a session on this edge.
 pub struct LiveTunnel {
@@ -31,6 +32,69 @@ pub struct LiveTunnel {
     /// shutdown); first reason wins.
     pub close_reason: OnceLock<String>,
     pub(crate) pool: Pool,
+    /// The agent's other sessions to this edge that carry this tunnel too (`warren http
+    /// --sessions N`); new streams are spread over `session` and these.
+    pub lanes: Lanes,
+}
+
+/// Extra sessions (lanes) of the agent that holds a tunnel. Each is its own connection, read
+/// and written by its own tasks on both sides (and its own thread in the agent), so requests
+/// are not queued behind one reader and one writer.
+#[derive(Default)]
+pub struct Lanes {
+    sessions: RwLock<Vec<(String, Session)>>,
+    /// How many lanes there are, read without the lock on the hot path.
+    count: AtomicUsize,
+    /// Round-robin position over the session and its lanes.
+    next: AtomicUsize,
+}
+
+impl Lanes {
+    pub fn add(&self, id: &str, session: Session) {
+        let mut lanes = write(&self.sessions);
+        lanes.push((id.to_string(), session));
+        self.count.store(lanes.len(), Ordering::Relaxed);
+    }
+
+    pub fn remove(&self, id: &str) {
+        let mut lanes = write(&self.sessions);
+        lanes.retain(|(lane, _)| lane != id);
+        self.count.store(lanes.len(), Ordering::Relaxed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ids of the lanes, for the admin view and tests.
+    pub fn ids(&self) -> Vec<String> {
+        read(&self.sessions)
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Opens a stream for `tunnel` on the next of `primary` and the lanes, in turn. A lane that
+    /// is going away (or full) is passed over for `primary`, which decides the error.
+    pub fn open(&self, primary: &Session, tunnel: TunnelId) -> Result<Stream, OpenError> {
+        if self.is_empty() {
+            return primary.open(tunnel);
+        }
+        {
+            let lanes = read(&self.sessions);
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) % (lanes.len() + 1);
+            if let Some((_, lane)) = turn.checked_sub(1).and_then(|i| lanes.get(i))
+                && let Ok(stream) = lane.open(tunnel)
+            {
+                return Ok(stream);
+            }
+        }
+        primary.open(tunnel)
+    }
 }
 
 /// Traffic counters, updated on the data path with relaxed atomic adds (no locks) and read by
@@ -61,10 +125,19 @@ impl Counters {
     }
 }
 
+/// A session that lanes may join: its key and the account that holds it.
+struct Joinable {
+    key: [u8; 32],
+    account_id: String,
+    session: Session,
+}
+
 #[derive(Default)]
 pub struct Registry {
     tunnels: RwLock<HashMap<String, Arc<LiveTunnel>>>,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Sessions that lanes may join, by session id (lanes themselves are not here).
+    joinable: Mutex<HashMap<String, Joinable>>,
     /// Woken whenever a tunnel starts being served here (requests held for it proceed).
     served: Notify,
     /// Hostnames whose session ended without being closed on purpose, and when: an agent is
@@ -157,6 +230,40 @@ impl Registry {
             .collect()
     }
 
+    /// Lets lanes join session `id` when they present the hash of `key` and `account_id`.
+    pub fn allow_lanes(&self, id: &str, key: [u8; 32], account_id: &str, session: Session) {
+        lock(&self.joinable).insert(
+            id.to_string(),
+            Joinable {
+                key,
+                account_id: account_id.to_string(),
+                session,
+            },
+        );
+    }
+
+    pub fn forbid_lanes(&self, id: &str) {
+        lock(&self.joinable).remove(id);
+    }
+
+    /// The session `id`, if `account_id` holds it and `key` (hashed) is its lane key. The
+    /// comparison takes the same time wherever the keys differ.
+    pub fn joinable(&self, id: &str, key: &[u8; 32], account_id: &str) -> Option<Session> {
+        let joinable = lock(&self.joinable);
+        let entry = joinable.get(id)?;
+        let same_key = crate::auth::constant_time_eq(&entry.key, key);
+        (same_key && entry.account_id == account_id).then(|| entry.session.clone())
+    }
+
+    /// The tunnels session `id` serves here.
+    pub fn tunnels_of(&self, id: &str) -> Vec<Arc<LiveTunnel>> {
+        read(&self.tunnels)
+            .values()
+            .filter(|t| t.session_id == id)
+            .cloned()
+            .collect()
+    }
+
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
     }
@@ -185,4 +292,60 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_proto::mux::{Heartbeat, Role};
+    use warren_proto::{Mux, Settings};
+
+    fn session() -> Session {
+        let heartbeat = Heartbeat {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
+        };
+        let mux = Mux::new(
+            Role::Edge,
+            Settings::default(),
+            Settings::default(),
+            heartbeat,
+            Instant::now(),
+        );
+        // Never started: enough for the registry, which only keeps handles.
+        warren_session::prepare(mux).0
+    }
+
+    #[test]
+    fn a_session_is_joinable_only_with_its_key_by_its_account() {
+        let registry = Registry::default();
+        let key = crate::auth::digest("the-key");
+        registry.allow_lanes("s_1", key, "acct_a", session());
+        assert!(registry.joinable("s_1", &key, "acct_a").is_some());
+        assert!(
+            registry.joinable("s_1", &key, "acct_b").is_none(),
+            "another account, even with the key"
+        );
+        assert!(
+            registry
+                .joinable("s_1", &crate::auth::digest("other"), "acct_a")
+                .is_none()
+        );
+        assert!(registry.joinable("s_2", &key, "acct_a").is_none());
+        registry.forbid_lanes("s_1");
+        assert!(registry.joinable("s_1", &key, "acct_a").is_none());
+    }
+
+    #[test]
+    fn lanes_are_added_and_removed_by_id() {
+        let lanes = Lanes::default();
+        assert!(lanes.is_empty());
+        lanes.add("l_1", session());
+        lanes.add("l_2", session());
+        assert_eq!(lanes.len(), 2);
+        lanes.remove("l_1");
+        assert_eq!(lanes.ids(), vec!["l_2".to_string()]);
+        lanes.remove("l_2");
+        assert!(lanes.is_empty());
+    }
 }

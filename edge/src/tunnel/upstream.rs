@@ -138,17 +138,21 @@ impl LiveTunnel {
     }
 
     pub(crate) fn open_stream(&self) -> Result<Stream, EdgeError> {
-        self.session.open(self.id).map_err(|e| match e {
-            OpenError::TooManyStreams(_) => EdgeError::Overloaded,
-            OpenError::GoingAway | OpenError::Closed | OpenError::IdsExhausted => {
-                EdgeError::AgentUnreachable
-            }
-        })
+        self.lanes
+            .open(&self.session, self.id)
+            .map_err(|e| match e {
+                OpenError::TooManyStreams(_) => EdgeError::Overloaded,
+                OpenError::GoingAway | OpenError::Closed | OpenError::IdsExhausted => {
+                    EdgeError::AgentUnreachable
+                }
+            })
     }
 
     /// Returns a stream whose exchange ended cleanly, for the next request.
     pub(crate) fn reuse_stream(&self, stream: Stream) {
-        if !self.session.is_going_away() {
+        // With lanes the stream may be on one that is closing: its exchanges end there.
+        let lane_closing = !self.lanes.is_empty() && stream.is_going_away();
+        if !self.session.is_going_away() && !lane_closing {
             self.pool.checkin_stream(stream);
         }
     }

@@ -283,6 +283,7 @@ pub fn hello(credential: Credential, subdomains: &[Option<&str>]) -> Hello {
         request_log: false,
         request_log_batches: false,
         request_log_compact: false,
+        join: None,
     }
 }
 
