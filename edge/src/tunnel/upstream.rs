@@ -150,9 +150,10 @@ impl LiveTunnel {
 
     /// Returns a stream whose exchange ended cleanly, for the next request.
     pub(crate) fn reuse_stream(&self, stream: Stream) {
-        // With lanes the stream may be on one that is closing: its exchanges end there.
-        let lane_closing = !self.lanes.is_empty() && stream.is_going_away();
-        if !self.session.is_going_away() && !lane_closing {
+        // The stream's own session decides (it may be a lane that is draining, even one already
+        // out of the rotation); with lanes, the tunnel's session going away ends them all too.
+        let tunnel_closing = !self.lanes.is_empty() && self.session.is_going_away();
+        if !stream.is_going_away() && !tunnel_closing {
             self.pool.checkin_stream(stream);
         }
     }
