@@ -14,6 +14,13 @@
 //! the session window, and a stream nobody reads stalls only itself. Bytes for streams that are
 //! already gone are dropped and their session credit returned at once.
 //!
+//! A stream's receive window grows when it is what limits the stream (auto-tuning, as QUIC
+//! stacks do): if a stream's credit is returned twice within [`GROW_INTERVAL`] (or two
+//! heartbeat round trips, if longer), the window doubles, up to [`GROWN_WINDOW`]. The growth of
+//! all streams of a session together is capped at a quarter of the session window, so streams
+//! that read fast and then stall can never hold the whole session window between them; a
+//! released stream gives its growth back. The sender sees only larger WINDOW increments.
+//!
 //! Outgoing frames are queued in encoded form and handed out in batches of at most
 //! [`OUT_HIGH_WATER`] bytes plus one frame, so one WebSocket message (and one flush) carries
 //! many small frames. Writes stop being accepted while the queue is above the high-water mark:
@@ -56,6 +63,13 @@ pub const OUT_LOW_WATER: usize = 64 * 1024;
 const KIND_DATA: u8 = 0x00;
 /// A peer that grants more than this much credit is broken.
 const MAX_CREDIT: u64 = 1 << 32;
+/// Largest receive window a stream grows to (see "Flow control" above). One 256 KiB window per
+/// round trip capped a single download at ~0.7 GiB/s on loopback; 4 MiB lets it run at what the
+/// copies cost (docs/performance.md, 2026-12-05 evening).
+pub const GROWN_WINDOW: u32 = 4 * 1024 * 1024;
+/// Credit returned twice within this long (or two round trips, if longer) means the window is
+/// what limits the stream: it grows.
+pub const GROW_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Which end of the session this is. The edge opens odd stream ids, the agent even ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +196,8 @@ pub struct Mux {
     recv_allowed: u64,
     /// Session-level bytes consumed (or dropped) but not yet returned with WINDOW.
     recv_unacked: u64,
+    /// Receive-window growth of the live streams together, beyond `local.stream_window` each.
+    grown: u64,
     out: BytesMut,
     sealed: VecDeque<Bytes>,
     queued: usize,
@@ -218,6 +234,7 @@ impl Mux {
             send_credit: u64::from(peer.session_window),
             recv_allowed: u64::from(local.session_window),
             recv_unacked: 0,
+            grown: 0,
             out: BytesMut::new(),
             sealed: VecDeque::new(),
             queued: 0,

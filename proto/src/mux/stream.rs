@@ -1,11 +1,12 @@
 //! One stream's state, and the operations the application performs on streams.
 
-use super::{Event, MAX_CREDIT, Mux, OUT_HIGH_WATER, Settings};
+use super::{Event, GROW_INTERVAL, GROWN_WINDOW, MAX_CREDIT, Mux, OUT_HIGH_WATER, Settings};
 use crate::error::ResetCode;
 use crate::frame::{Frame, MAX_DATA_CHUNK};
 use crate::ids::{StreamId, TunnelId};
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
+use std::time::Instant;
 
 /// What a read produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,10 @@ pub(super) struct StreamState {
     pub(super) recv_allowed: u64,
     /// Bytes read but not yet returned to the peer with WINDOW.
     pub(super) recv_unacked: u64,
+    /// This stream's receive window: `stream_window`, more once grown (see `Mux::consumed`).
+    pub(super) window: u32,
+    /// When credit was last returned for this stream (the last frame's arrival time then).
+    pub(super) credit_returned_at: Option<Instant>,
     /// The peer sent FIN.
     pub(super) fin_received: bool,
     /// Reset by either side, with the reason.
@@ -60,6 +65,8 @@ impl StreamState {
             recv_buf: VecDeque::new(),
             recv_allowed: u64::from(local.stream_window),
             recv_unacked: 0,
+            window: local.stream_window,
+            credit_returned_at: None,
             fin_received: false,
             reset: None,
             blocked: false,
@@ -213,6 +220,8 @@ impl Mux {
             if stream.opened_by_peer {
                 self.peer_streams -= 1;
             }
+            let growth = stream.window.saturating_sub(self.local.stream_window);
+            self.grown = self.grown.saturating_sub(u64::from(growth));
             // Whatever was still buffered no longer holds session credit.
             self.consumed_session(stream.buffered());
         }
@@ -226,15 +235,35 @@ impl Mux {
     }
 
     /// Returns stream and session credit for `n` bytes the application consumed.
+    /// Credit goes back once half the stream's window was consumed; if that happens twice
+    /// within the grow interval, the window was what limited the stream, and it grows (within
+    /// the session's budget for growth): the extra is added to the same WINDOW frame.
     fn consumed(&mut self, id: StreamId, n: usize) {
-        let half = u64::from(self.local.stream_window / 2);
+        let now = self.last_recv;
+        let grow_within = self
+            .rtt
+            .map_or(GROW_INTERVAL, |rtt| (rtt * 2).max(GROW_INTERVAL));
+        let budget = u64::from(self.local.session_window / 4).saturating_sub(self.grown);
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.recv_unacked += n as u64;
-            if stream.recv_unacked >= half && !stream.fin_received {
-                let increment = stream.recv_unacked;
+            if stream.recv_unacked >= u64::from(stream.window / 2) && !stream.fin_received {
+                let limiting = stream
+                    .credit_returned_at
+                    .is_some_and(|at| now.saturating_duration_since(at) < grow_within);
+                let growth = if limiting {
+                    u64::from(stream.window)
+                        .min(u64::from(GROWN_WINDOW.saturating_sub(stream.window)))
+                        .min(budget)
+                } else {
+                    0
+                };
+                stream.credit_returned_at = Some(now);
+                // At most GROWN_WINDOW in all, so the sum fits the frame's u32.
+                stream.window += growth as u32;
+                let increment = stream.recv_unacked + growth;
                 stream.recv_unacked = 0;
                 stream.recv_allowed += increment;
-                // Never more than stream_window, which is a u32.
+                self.grown += growth;
                 self.queue(&Frame::Window {
                     stream: id,
                     increment: increment as u32,

@@ -320,3 +320,98 @@ fn queued_data_encodes_exactly_like_a_data_frame() {
     );
     assert_eq!(edge.queued_bytes(), 0);
 }
+
+/// Sends on `id` until the stream's credit runs out (the receiver reads nothing meanwhile),
+/// then lets the receiver read everything at `now` and returns the credit: the bytes sent.
+fn one_window(edge: &mut Mux, agent: &mut Mux, id: StreamId, now: Instant) -> usize {
+    let big = vec![1u8; 1024 * 1024];
+    let mut sent = 0;
+    loop {
+        let n = edge.write(id, &big).expect("write");
+        if n == 0 {
+            pump(edge, agent, now);
+            match edge.write(id, &big).expect("write") {
+                0 => break,
+                n => sent += n,
+            }
+            continue;
+        }
+        sent += n;
+    }
+    pump(edge, agent, now);
+    let mut buf = vec![0u8; 1024 * 1024];
+    while let Read::Data(_) = agent.read(id, &mut buf).expect("read") {}
+    pump(agent, edge, now);
+    sent
+}
+
+#[test]
+fn a_window_that_limits_a_stream_grows_to_the_cap() {
+    let (mut edge, mut agent, now) = pair();
+    let id = edge.open(TunnelId(0)).expect("open");
+    let base = Settings::default().stream_window as usize;
+    let rounds: Vec<usize> = (0..8)
+        .map(|_| one_window(&mut edge, &mut agent, id, now))
+        .collect();
+    assert_eq!(rounds[0], base, "{rounds:?}");
+    assert!(rounds.windows(2).all(|w| w[1] >= w[0]), "{rounds:?}");
+    assert_eq!(
+        *rounds.last().expect("rounds"),
+        GROWN_WINDOW as usize,
+        "{rounds:?}"
+    );
+}
+
+#[test]
+fn a_stream_that_the_window_does_not_limit_keeps_its_window() {
+    let (mut edge, mut agent, mut now) = pair();
+    let id = edge.open(TunnelId(0)).expect("open");
+    let base = Settings::default().stream_window as usize;
+    for _ in 0..6 {
+        now += GROW_INTERVAL * 3;
+        assert_eq!(one_window(&mut edge, &mut agent, id, now), base);
+    }
+}
+
+#[test]
+fn growth_is_capped_per_session_and_given_back_on_release() {
+    let (mut edge, mut agent, now) = pair();
+    let settings = Settings::default();
+    let budget = (settings.session_window / 4) as usize;
+    let base = settings.stream_window as usize;
+    let per_stream = GROWN_WINDOW as usize - base;
+    let streams = budget / per_stream + 2;
+    let ids: Vec<StreamId> = (0..streams)
+        .map(|_| edge.open(TunnelId(0)).expect("open"))
+        .collect();
+    for id in &ids {
+        for _ in 0..8 {
+            one_window(&mut edge, &mut agent, *id, now);
+        }
+    }
+    let windows: Vec<usize> = ids
+        .iter()
+        .map(|id| one_window(&mut edge, &mut agent, *id, now))
+        .collect();
+    let grown: usize = windows.iter().map(|w| w - base).sum();
+    assert_eq!(grown, budget, "{windows:?}");
+    assert_eq!(*windows.last().expect("streams"), base, "{windows:?}");
+    // The first stream finishes both ways and is released: its growth goes to the next one.
+    let first = ids[0];
+    edge.finish(first).expect("fin");
+    agent.finish(first).expect("fin");
+    pump(&mut edge, &mut agent, now);
+    pump(&mut agent, &mut edge, now);
+    let mut buf = [0u8; 16];
+    assert_eq!(agent.read(first, &mut buf).expect("read"), Read::Eof);
+    agent.release(first);
+    edge.release(first);
+    let last = *ids.last().expect("streams");
+    for _ in 0..8 {
+        one_window(&mut edge, &mut agent, last, now);
+    }
+    assert_eq!(
+        one_window(&mut edge, &mut agent, last, now),
+        GROWN_WINDOW as usize
+    );
+}
