@@ -14,15 +14,27 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
+/// CPU time of one process, in clock ticks.
+#[derive(Clone, Copy, Default)]
+pub struct Ticks {
+    /// utime + stime.
+    pub all: u64,
+    /// stime: in the kernel on the process's behalf (system calls, the loopback TCP stack).
+    pub sys: u64,
+}
+
 /// utime + stime of one process, in clock ticks; `None` once the process is gone.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+pub fn cpu_ticks(pid: u32) -> Option<Ticks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some(Ticks {
+        all: utime + stime,
+        sys: stime,
+    })
 }
 
 /// A `VmXXX:` line of `/proc/PID/status`, in bytes.
@@ -52,8 +64,15 @@ pub fn reset_peak(pid: u32) {
 /// CPU used by a set of processes between two points in time.
 pub struct CpuMeter {
     pids: Vec<u32>,
-    start: Vec<u64>,
+    start: Vec<Ticks>,
     tck: u64,
+}
+
+/// What one process used: all its CPU time, and the part spent in the kernel.
+#[derive(Clone, Copy, Default)]
+pub struct Used {
+    pub cpu: Duration,
+    pub sys: Duration,
 }
 
 impl CpuMeter {
@@ -63,19 +82,26 @@ impl CpuMeter {
         }
         CpuMeter {
             pids: pids.to_vec(),
-            start: pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect(),
+            start: pids
+                .iter()
+                .map(|&p| cpu_ticks(p).unwrap_or_default())
+                .collect(),
             tck,
         }
     }
 
     /// CPU time used by each process since [`CpuMeter::start`].
-    pub fn used(&self) -> Vec<Duration> {
+    pub fn used(&self) -> Vec<Used> {
+        let ms = |ticks: u64| Duration::from_millis(ticks * 1000 / self.tck.max(1));
         self.pids
             .iter()
             .zip(&self.start)
             .map(|(&p, &s)| {
-                let ticks = cpu_ticks(p).unwrap_or(s).saturating_sub(s);
-                Duration::from_millis(ticks * 1000 / self.tck.max(1))
+                let now = cpu_ticks(p).unwrap_or(s);
+                Used {
+                    cpu: ms(now.all.saturating_sub(s.all)),
+                    sys: ms(now.sys.saturating_sub(s.sys)),
+                }
             })
             .collect()
     }

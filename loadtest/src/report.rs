@@ -22,6 +22,8 @@ pub enum Metric {
 pub struct ProcUse {
     pub role: String,
     pub cpu_s: f64,
+    /// The part of `cpu_s` spent in the kernel (stime).
+    pub sys_s: f64,
     pub peak_rss_mib: f64,
 }
 
@@ -44,6 +46,9 @@ pub struct Row {
     pub tunnel_cpu_s: f64,
     pub tunnel_cpu_us_per_req: Option<f64>,
     pub tunnel_cpu_s_per_gib: Option<f64>,
+    /// Share of the tunnel's CPU spent in the kernel (system calls, loopback TCP): what no
+    /// user-space change removes, short of fewer system calls.
+    pub tunnel_kernel_share: Option<f64>,
     pub tunnel_peak_rss_mib: f64,
     pub origin_cpu_s: f64,
     pub generator_cpu_s: f64,
@@ -65,6 +70,7 @@ impl Row {
         let secs = o.elapsed.as_secs_f64().max(1e-9);
         let q = |p: f64| o.hist.value_at_quantile(p) as f64 / 1000.0;
         let tunnel_cpu_s: f64 = usage.tunnel.iter().map(|p| p.cpu_s).sum();
+        let tunnel_sys_s: f64 = usage.tunnel.iter().map(|p| p.sys_s).sum();
         let tunneled = !usage.tunnel.is_empty();
         let gib = o.bytes as f64 / (1u64 << 30) as f64;
         Row {
@@ -86,6 +92,8 @@ impl Row {
                 .then(|| tunnel_cpu_s * 1e6 / o.requests as f64),
             tunnel_cpu_s_per_gib: (tunneled && gib > 0.0 && metric == Metric::Throughput)
                 .then(|| tunnel_cpu_s / gib),
+            tunnel_kernel_share: (tunneled && tunnel_cpu_s > 0.0)
+                .then(|| tunnel_sys_s / tunnel_cpu_s),
             tunnel_peak_rss_mib: usage.tunnel.iter().map(|p| p.peak_rss_mib).sum(),
             origin_cpu_s: usage.origin_cpu.as_secs_f64(),
             generator_cpu_s: usage.generator_cpu.as_secs_f64(),
@@ -121,6 +129,10 @@ impl Row {
                 (None, Some(g)) => format!("{g:.2} s/GiB"),
                 _ => "-".into(),
             };
+            let per = match self.tunnel_kernel_share {
+                Some(k) => format!("{per}, {:.0} % in the kernel", k * 100.0),
+                None => per,
+            };
             let _ = write!(
                 s,
                 "  tunnel CPU {:.2}s ({per}) peak RSS {:.1} MiB",
@@ -145,8 +157,8 @@ impl Row {
 /// The markdown table: every scenario, every target, ratio of the headline figure to direct.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | target | req/s | MiB/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | tunnel CPU µs/req | tunnel CPU s/GiB | tunnel peak RSS MiB | vs direct |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | target | req/s | MiB/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | tunnel CPU µs/req | tunnel CPU s/GiB | tunnel CPU in kernel | tunnel peak RSS MiB | vs direct |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         let direct = rows
@@ -167,7 +179,7 @@ pub fn markdown(rows: &[Row]) -> String {
         let opt = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.target,
             row.req_per_s,
@@ -179,6 +191,8 @@ pub fn markdown(rows: &[Row]) -> String {
             row.errors,
             opt(row.tunnel_cpu_us_per_req, 1),
             opt(row.tunnel_cpu_s_per_gib, 2),
+            row.tunnel_kernel_share
+                .map_or("-".into(), |k| format!("{:.0} %", k * 100.0)),
             if row.procs.is_empty() {
                 "-".into()
             } else {

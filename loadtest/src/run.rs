@@ -152,14 +152,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .procs
                     .iter()
                     .zip(used)
-                    .map(|(p, cpu)| ProcUse {
+                    .map(|(p, used)| ProcUse {
                         role: p.role.clone(),
-                        cpu_s: cpu.as_secs_f64(),
+                        cpu_s: used.cpu.as_secs_f64(),
+                        sys_s: used.sys.as_secs_f64(),
                         peak_rss_mib: procstat::peak_rss(p.pid()) as f64 / MIB as f64,
                     })
                     .collect(),
-                origin_cpu: side.first().copied().unwrap_or_default(),
-                generator_cpu: side.get(1).copied().unwrap_or_default(),
+                origin_cpu: side.first().copied().unwrap_or_default().cpu,
+                generator_cpu: side.get(1).copied().unwrap_or_default().cpu,
                 machine_busy: Duration::from_millis(busy * 1000 / tck.max(1)),
             };
             let row = Row::new(scenario, &t.name, metric, &outcome, usage);
