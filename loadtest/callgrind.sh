@@ -5,7 +5,7 @@
 # Usage: loadtest/callgrind.sh [BIN_DIR] [OUT_DIR]   (BIN_DIR holds warren-edge, warren and
 # warren-loadtest; default $CARGO_TARGET_DIR/release). Prints instructions per request.
 set -euo pipefail
-B=${1:-${CARGO_TARGET_DIR:-target}/release}
+B=$(realpath "${1:-${CARGO_TARGET_DIR:-target}/release}")   # absolute: the script changes directory
 LT=${LOADTEST:-$B/warren-loadtest}
 D=${2:-$(mktemp -d /tmp/warren-callgrind.XXXX)}
 mkdir -p "$D"; cd "$D"
