@@ -55,6 +55,12 @@ impl Outcome {
         }
     }
 
+    /// Adds the outcome of a run that came after this one: counts, latencies and time add up.
+    pub fn then(&mut self, next: Outcome) {
+        self.elapsed += next.elapsed;
+        self.merge(next);
+    }
+
     fn record(&mut self, latency: Duration) {
         let _ = self.hist.record((latency.as_micros() as u64).max(1));
     }

@@ -105,6 +105,12 @@ pub struct Args {
     /// Fixed rate of the fixed_1k scenario, requests per second.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+
+    /// Times the single-transfer scenarios (download, upload) run on each target, one after
+    /// another; the row gives all bytes over all time (default 3, 1 with --quick or --smoke).
+    /// One transfer of a second or two is the noisiest figure of a run.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub transfers: Option<u32>,
 }
 
 #[derive(Subcommand)]

@@ -35,6 +35,8 @@ struct Plan {
     sessions: usize,
     streams: usize,
     rate: f64,
+    /// Single transfers per target (download, upload).
+    transfers: u32,
 }
 
 impl Plan {
@@ -55,6 +57,9 @@ impl Plan {
             sessions: a.sessions.unwrap_or(sessions),
             streams: a.streams.unwrap_or(streams),
             rate: if a.smoke { 200.0 } else { a.rate },
+            transfers: a
+                .transfers
+                .unwrap_or(if a.smoke || a.quick { 1 } else { 3 }),
         }
     }
 }
@@ -231,14 +236,20 @@ async fn scenario_run(scenario: &str, t: &Target, plan: &Plan) -> (Metric, Outco
             Metric::P99,
             load::open_loop(get(1024, false), 10, plan.rate, d).await,
         ),
-        "download" => (
-            Metric::Throughput,
-            load::download(t.addr, &t.host, plan.download).await,
-        ),
-        "upload" => (
-            Metric::Throughput,
-            load::upload(t.addr, &t.host, plan.upload).await,
-        ),
+        "download" => {
+            let mut all = load::download(t.addr, &t.host, plan.download).await;
+            for _ in 1..plan.transfers {
+                all.then(load::download(t.addr, &t.host, plan.download).await);
+            }
+            (Metric::Throughput, all)
+        }
+        "upload" => {
+            let mut all = load::upload(t.addr, &t.host, plan.upload).await;
+            for _ in 1..plan.transfers {
+                all.then(load::upload(t.addr, &t.host, plan.upload).await);
+            }
+            (Metric::Throughput, all)
+        }
         "ws_echo" => (
             Metric::Rate,
             crate::ws::echo(t.addr, &t.host, 10, 64, d).await,
