@@ -37,14 +37,30 @@ struct Args {
     #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text")]
     log_format: String,
 
+    /// Worker threads serving visitors and agents (default: one per CPU core). On a machine
+    /// shared with other busy processes, fewer workers wake each other less: docs/operations.md.
+    #[arg(long, env = "WARREN_EDGE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+
     #[command(flatten)]
     edge: EdgeConfig,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     warren_edge::tls::install_crypto_provider();
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(usize::from(workers));
+    }
+    let runtime = runtime
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     args.edge.validate().map_err(anyhow::Error::msg)?;
     // Static tokens, control (grants), or both; neither is refused with what to pass.

@@ -72,6 +72,14 @@ pub struct Args {
     #[arg(long)]
     pub warren_bin_dir: Option<PathBuf>,
 
+    /// Worker threads of each tunnel's server process: Warren's edge (`--workers`) and the
+    /// peers' servers and clients (`TOKIO_WORKER_THREADS`; Warren's agent always runs on one).
+    /// 0 (the default) leaves each program its own default, one per core; every tunnel gets
+    /// the same. One worker costs less CPU per request on a 2-core machine shared with the
+    /// generator and the origin, and serves SSE slower (docs/performance.md, "Worker threads").
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub tunnel_workers: u16,
+
     /// Extra argument for the `warren http` agent, repeatable (e.g. `--agent-arg=--quiet` to
     /// measure without per-request log lines).
     #[arg(long, allow_hyphen_values = true)]

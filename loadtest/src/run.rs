@@ -77,6 +77,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let work = std::env::temp_dir().join(format!("warren-loadtest-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     eprintln!("warren-loadtest: logs in {}", work.display());
+    match args.tunnel_workers {
+        0 => eprintln!("tunnel servers on their default worker threads (one per core)"),
+        n => eprintln!("tunnel servers on {n} worker thread(s) each (--tunnel-workers)"),
+    }
     let tck = procstat::clock_ticks();
 
     let origin_log = work.join("origin.log");
@@ -192,7 +196,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mem = report::memory_markdown(&memory);
     println!("{table}\n{mem}");
     if let Some(path) = &args.json {
-        let json = serde_json::json!({ "duration_s": plan.duration.as_secs_f64(), "rows": rows, "memory": memory });
+        let json = serde_json::json!({
+            "duration_s": plan.duration.as_secs_f64(),
+            "tunnel_workers": args.tunnel_workers,
+            "rows": rows,
+            "memory": memory,
+        });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -294,7 +303,14 @@ fn start_warren(
     let max_streams = u32::try_from(plan.streams + 1000)
         .unwrap_or(u32::MAX)
         .max(10_000);
-    targets::warren(&bin, origin, work, max_streams, &args.agent_arg)
+    targets::warren(
+        &bin,
+        origin,
+        work,
+        max_streams,
+        args.tunnel_workers,
+        &args.agent_arg,
+    )
 }
 
 fn start_peer(
@@ -319,8 +335,8 @@ fn start_peer(
         );
     }
     match peer {
-        "bore" => targets::bore(&bin, origin, work),
-        "rathole" => targets::rathole(&bin, origin, work),
+        "bore" => targets::bore(&bin, origin, work, args.tunnel_workers),
+        "rathole" => targets::rathole(&bin, origin, work, args.tunnel_workers),
         other => bail!("unknown peer {other:?}: use bore or rathole"),
     }
 }

@@ -128,6 +128,12 @@ pub fn warren_bin_dir(explicit: Option<&PathBuf>) -> PathBuf {
         .join("release")
 }
 
+/// `var=workers` for a tunnel process, or nothing for its own default (`--tunnel-workers 0`).
+/// Passed through the environment: an older edge without `--workers` ignores it.
+fn workers_env(var: &'static str, workers: u16) -> Option<(&'static str, String)> {
+    (workers > 0).then(|| (var, workers.to_string()))
+}
+
 pub const TOKEN: &str = "loadtest-token";
 pub const SUBDOMAIN: &str = "bench";
 
@@ -137,6 +143,7 @@ pub fn warren(
     origin: SocketAddr,
     work: &Path,
     max_streams: u32,
+    workers: u16,
     agent_args: &[String],
 ) -> anyhow::Result<Target> {
     let port = free_port()?;
@@ -150,6 +157,7 @@ pub fn warren(
             .env("WARREN_EDGE_MAX_SESSIONS", "20000")
             .env("WARREN_EDGE_MAX_CONNECTIONS", "200000")
             .env("WARREN_EDGE_MAX_STREAMS", max_streams.to_string())
+            .envs(workers_env("WARREN_EDGE_WORKERS", workers))
             .env("RUST_LOG", "warn"),
         &work.join("edge.log"),
     )?;
@@ -186,7 +194,7 @@ pub fn warren(
 }
 
 /// bore server + bore local (bore's control port 7835 is fixed: one bore at a time).
-pub fn bore(bin: &Path, origin: SocketAddr, work: &Path) -> anyhow::Result<Target> {
+pub fn bore(bin: &Path, origin: SocketAddr, work: &Path, workers: u16) -> anyhow::Result<Target> {
     let port = free_port()?;
     let server = Proc::spawn(
         "bore server",
@@ -200,6 +208,7 @@ pub fn bore(bin: &Path, origin: SocketAddr, work: &Path) -> anyhow::Result<Targe
                 "--max-port",
                 "65535",
             ])
+            .envs(workers_env("TOKIO_WORKER_THREADS", workers))
             .env("RUST_LOG", "warn"),
         &work.join("bore-server.log"),
     )?;
@@ -221,6 +230,7 @@ pub fn bore(bin: &Path, origin: SocketAddr, work: &Path) -> anyhow::Result<Targe
                 "127.0.0.1",
             ])
             .args(["-p", &port.to_string()])
+            .envs(workers_env("TOKIO_WORKER_THREADS", workers))
             .env("RUST_LOG", "warn"),
         &work.join("bore-local.log"),
     )?);
@@ -235,7 +245,12 @@ pub fn bore(bin: &Path, origin: SocketAddr, work: &Path) -> anyhow::Result<Targe
 }
 
 /// rathole server + client, configured by TOML files in `work`.
-pub fn rathole(bin: &Path, origin: SocketAddr, work: &Path) -> anyhow::Result<Target> {
+pub fn rathole(
+    bin: &Path,
+    origin: SocketAddr,
+    work: &Path,
+    workers: u16,
+) -> anyhow::Result<Target> {
     let (ctl, port) = (free_port()?, free_port()?);
     let server_toml = work.join("rathole-server.toml");
     let client_toml = work.join("rathole-client.toml");
@@ -258,6 +273,7 @@ pub fn rathole(bin: &Path, origin: SocketAddr, work: &Path) -> anyhow::Result<Ta
         Command::new(bin)
             .arg("-s")
             .arg(&server_toml)
+            .envs(workers_env("TOKIO_WORKER_THREADS", workers))
             .env("RUST_LOG", "warn"),
         &work.join("rathole-server.log"),
     )?;
@@ -272,6 +288,7 @@ pub fn rathole(bin: &Path, origin: SocketAddr, work: &Path) -> anyhow::Result<Ta
         Command::new(bin)
             .arg("-c")
             .arg(&client_toml)
+            .envs(workers_env("TOKIO_WORKER_THREADS", workers))
             .env("RUST_LOG", "warn"),
         &work.join("rathole-client.log"),
     )?);
