@@ -273,6 +273,52 @@ async fn server_sent_events_arrive_as_produced() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Events produced faster than they travel reach the edge many per read; the edge writes
+/// them on together (one system call for all that arrived), each still its own chunk.
+#[tokio::test]
+async fn a_burst_of_events_arrives_whole_and_in_order() -> anyhow::Result<()> {
+    let tunnel = Tunnel::start("burst").await?;
+    for _ in 0..3 {
+        let raw = format!(
+            "GET /sse?count=2000&interval_ms=0 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            tunnel.host
+        );
+        let exchange = client::raw_exchange(tunnel.addr(), raw.as_bytes()).await?;
+        let text = String::from_utf8(exchange)?;
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .context("no end of the response head")?;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        // Decode the chunked body by hand: every chunk well formed, then the last chunk.
+        let mut rest = body;
+        let mut events = String::new();
+        let mut chunks = 0;
+        loop {
+            let (size, after) = rest.split_once("\r\n").context("no chunk line")?;
+            let size = usize::from_str_radix(size, 16)?;
+            if size == 0 {
+                assert_eq!(after, "\r\n", "trailing bytes after the last chunk");
+                break;
+            }
+            events.push_str(&after[..size]);
+            assert_eq!(&after[size..size + 2], "\r\n");
+            rest = &after[size + 2..];
+            chunks += 1;
+        }
+        let expected: String = (0..2000)
+            .map(|i| format!("id: {i}\ndata: event {i}\n\n"))
+            .collect();
+        assert_eq!(events, expected);
+        assert!(chunks >= 1);
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn two_hundred_concurrent_requests_on_one_session() -> anyhow::Result<()> {
     let tunnel = Tunnel::start("crowd").await?;

@@ -692,28 +692,33 @@ async fn send_body<D: Downstream>(
             }
         }
         BodyKind::Chunked => {
+            // Chunks decoded from what has arrived leave together: an event stream's chunks
+            // are small and many (one system call each cost SSE most of its CPU), and they
+            // are written before waiting for more, so none waits for the next.
             let mut decoder = ChunkDecoder::default();
             let mut head = Some(head);
+            let mut out = ChunkBatch::default();
             loop {
                 match decoder.decode(up.joined()) {
                     Ok(Some(Piece::Data(data))) => {
                         up.body_bytes += data.len() as u64;
                         counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        let line = framing::chunk_header(data.len());
-                        let h = head.take().unwrap_or_default();
-                        write_all(io, [h, &line, &data, b"\r\n"])
-                            .await
-                            .map_err(|_| Cut::Visitor)?;
+                        out.push(data);
+                        if out.is_full() {
+                            out.write(io, head.take()).await?;
+                        }
                     }
                     Ok(Some(Piece::End(trailers))) => {
-                        let h = head.take().unwrap_or_default();
-                        let end = framing::last_chunk(&trailers);
-                        return write_all(io, [h, &end]).await.map_err(|_| Cut::Visitor);
+                        out.pieces.push(framing::last_chunk(&trailers));
+                        return out.write(io, head.take()).await;
                     }
                     Ok(None) => {
-                        if let Some(h) = head.take() {
-                            write_all(io, [h]).await.map_err(|_| Cut::Visitor)?;
+                        // More of the body already waiting on the stream joins this batch.
+                        if let Some(chunk) = ready_chunk(stream) {
+                            up.push(chunk);
+                            continue;
                         }
+                        out.write(io, head.take()).await?;
                         match next_chunk(stream, io).await? {
                             Some(chunk) => up.push(chunk),
                             None => return Err(Cut::Upstream),
@@ -788,6 +793,55 @@ fn gather(stream: &Stream, batch: &mut Vec<Bytes>, limit: u64) {
             }
             _ => break,
         }
+    }
+}
+
+/// The next piece of the response if it has already arrived (no waiting).
+fn ready_chunk(stream: &Stream) -> Option<Bytes> {
+    // A no-op waker: nothing waits on this poll; the next wait registers the real one.
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_chunk(&mut cx, CHUNK) {
+        Poll::Ready(Ok(Some(chunk))) => Some(chunk),
+        _ => None,
+    }
+}
+
+/// Re-encoded chunks of a chunked body waiting to be written in one vectored write.
+#[derive(Default)]
+struct ChunkBatch {
+    /// Chunk lines, data and CRLFs, in order.
+    pieces: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl ChunkBatch {
+    /// Most pieces per write (three per chunk; the kernel takes up to 1024 slices).
+    const MAX_PIECES: usize = 3 * MAX_BATCH;
+    /// Most body bytes held before writing.
+    const MAX_BYTES: usize = 256 * 1024;
+
+    fn push(&mut self, data: Bytes) {
+        self.bytes += data.len();
+        self.pieces.push(framing::chunk_header(data.len()));
+        self.pieces.push(data);
+        self.pieces.push(Bytes::from_static(b"\r\n"));
+    }
+
+    fn is_full(&self) -> bool {
+        self.pieces.len() >= Self::MAX_PIECES || self.bytes >= Self::MAX_BYTES
+    }
+
+    /// Writes `head` (if not yet sent) and the batch, then empties it.
+    async fn write<D: Downstream>(&mut self, io: &mut D, head: Option<&[u8]>) -> Result<(), Cut> {
+        if head.is_none() && self.pieces.is_empty() {
+            return Ok(());
+        }
+        write_batch(io, head, &self.pieces)
+            .await
+            .map_err(|_| Cut::Visitor)?;
+        self.pieces.clear();
+        self.bytes = 0;
+        Ok(())
     }
 }
 
