@@ -877,6 +877,69 @@ async fn close_delimited_origin_responses_arrive_whole() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A close-delimited body written in many small pieces reaches the edge many per read; the edge
+/// writes what has arrived together, each piece re-encoded as its own chunk, in order.
+#[tokio::test]
+async fn close_delimited_body_in_small_pieces_arrives_whole_and_in_order() -> anyhow::Result<()> {
+    warren_testkit::cluster::init_logging();
+    const PIECES: usize = 3000;
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let port = listener.local_addr()?.port();
+    let origin = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _ = socket.set_nodelay(true);
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head =
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n";
+                if socket.write_all(head).await.is_err() {
+                    return;
+                }
+                // One write per piece: the agent reads several at once, the edge more.
+                for i in 0..PIECES {
+                    if socket
+                        .write_all(format!("piece {i}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let edge = TestEdge::start().await?;
+    let agent = TestAgent::start(&edge, port, Some("pieces")).await?;
+    let expected: String = (0..PIECES).map(|i| format!("piece {i}\n")).collect();
+    let mut conn = RawConnection::connect(edge.addr).await?;
+    for round in 0..3 {
+        let raw = format!("GET /p HTTP/1.1\r\nHost: {}\r\n\r\n", agent.hostname);
+        conn.send(raw.as_bytes()).await?;
+        // Parsed strictly: every chunk line and CRLF in place, then the last chunk.
+        let response = conn.response(false).await?;
+        assert_eq!(response.status, 200, "round {round}");
+        assert!(response.chunked, "round {round}: {:?}", response.headers);
+        assert_eq!(
+            String::from_utf8(response.body)?,
+            expected,
+            "round {round}: the body differs"
+        );
+    }
+    origin.abort();
+    Ok(())
+}
+
 #[tokio::test]
 async fn websocket_refused_by_the_origin_is_its_answer() -> anyhow::Result<()> {
     let tunnel = Tunnel::start("noupgrade").await?;

@@ -732,29 +732,31 @@ async fn send_body<D: Downstream>(
             }
         }
         BodyKind::UntilClose => {
+            // Re-encoded as chunks (the visitor's connection stays reusable), and like a
+            // chunked body's, the pieces that have arrived leave in one vectored write.
             let mut head = Some(head);
+            let mut out = ChunkBatch::default();
             loop {
-                let data = if up.is_empty() {
-                    if let Some(h) = head.take() {
-                        write_all(io, [h]).await.map_err(|_| Cut::Visitor)?;
-                    }
+                let data = if !up.is_empty() {
+                    up.take()
+                } else if let Some(chunk) = ready_chunk(stream) {
+                    chunk
+                } else {
+                    out.write(io, head.take()).await?;
                     match next_chunk(stream, io).await? {
                         Some(chunk) => chunk,
                         None => {
-                            let end = framing::last_chunk(&[]);
-                            return write_all(io, [&end]).await.map_err(|_| Cut::Visitor);
+                            out.pieces.push(framing::last_chunk(&[]));
+                            return out.write(io, head.take()).await;
                         }
                     }
-                } else {
-                    up.take()
                 };
                 up.body_bytes += data.len() as u64;
                 counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-                let line = framing::chunk_header(data.len());
-                let h = head.take().unwrap_or_default();
-                write_all(io, [h, &line, &data, b"\r\n"])
-                    .await
-                    .map_err(|_| Cut::Visitor)?;
+                out.push(data);
+                if out.is_full() {
+                    out.write(io, head.take()).await?;
+                }
             }
         }
     }
@@ -821,6 +823,10 @@ impl ChunkBatch {
     const MAX_BYTES: usize = 256 * 1024;
 
     fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            // A zero-size chunk would end the body.
+            return;
+        }
         self.bytes += data.len();
         self.pieces.push(framing::chunk_header(data.len()));
         self.pieces.push(data);
