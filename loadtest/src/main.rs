@@ -61,7 +61,7 @@ pub struct Args {
     pub scenarios: Vec<String>,
 
     /// Comma-separated peer tunnels to measure too: bore, rathole.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = ["bore", "rathole"])]
     pub peers: Vec<String>,
 
     /// Where the peers' binaries are (as /work/shared/bench/install_peers.sh installs them).
@@ -75,8 +75,9 @@ pub struct Args {
     /// Worker threads of each tunnel's server process: Warren's edge (`--workers`) and the
     /// peers' servers and clients (`TOKIO_WORKER_THREADS`; Warren's agent always runs on one).
     /// 0 (the default) leaves each program its own default, one per core; every tunnel gets
-    /// the same. One worker costs less CPU per request on a 2-core machine shared with the
-    /// generator and the origin, and serves SSE slower (docs/performance.md, "Worker threads").
+    /// the same. One worker costs less CPU per small request on a 2-core machine shared with
+    /// the generator and the origin, with throughput within noise of the default
+    /// (docs/performance.md, "Worker threads").
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub tunnel_workers: u16,
 
@@ -184,5 +185,34 @@ fn origin_main(listen: SocketAddr) -> ExitCode {
             eprintln!("origin: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::Parser as _;
+
+    #[test]
+    fn peers_are_checked_when_the_arguments_are_read() {
+        let Err(error) = Args::try_parse_from(["warren-loadtest", "--peers", "bore,frp"]) else {
+            panic!("an unknown peer was accepted");
+        };
+        let text = error.to_string();
+        assert!(text.contains("'frp'"), "{text}");
+        assert!(text.contains("bore") && text.contains("rathole"), "{text}");
+        let Ok(args) = Args::try_parse_from(["warren-loadtest", "--peers", "bore,rathole"]) else {
+            panic!("both peers refused");
+        };
+        assert_eq!(args.peers, ["bore", "rathole"]);
+    }
+
+    #[test]
+    fn tunnel_workers_beyond_the_range_are_refused() {
+        let Err(error) = Args::try_parse_from(["warren-loadtest", "--tunnel-workers", "5000"])
+        else {
+            panic!("5000 workers accepted");
+        };
+        assert!(error.to_string().contains("0..=1024"), "{error}");
     }
 }
