@@ -1,27 +1,21 @@
-//! Accept loops: they only accept and spawn. Handshakes happen in the spawned task; a
-//! semaphore caps connections; accept errors (such as running out of file descriptors) back
-//! off instead of spinning.
+//! Accept loops: they only accept, admit and spawn. Admission (`limits.rs`) never waits, so
+//! nothing queues unbounded in the kernel; handshakes (PROXY header, TLS, HTTP) happen in the
+//! spawned task under their timeouts; accept errors (such as running out of file descriptors)
+//! back off instead of spinning.
 
-use crate::state::EdgeState;
-use crate::visitor::dispatch::Listener;
+use crate::limits::Listener;
+use crate::visitor::Visitors;
 use crate::visitor::serve;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-pub async fn accept_loop(state: Arc<EdgeState>, listener: TcpListener, kind: Listener) {
+pub async fn accept_loop(visitors: Arc<Visitors>, listener: TcpListener, kind: Listener) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            () = state.shutdown.cancelled() => return,
-            permit = state.connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
         let (socket, peer) = tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = visitors.life.draining.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -37,11 +31,10 @@ pub async fn accept_loop(state: Arc<EdgeState>, listener: TcpListener, kind: Lis
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
         let span = tracing::debug_span!("conn", peer = %peer);
-        let conn_state = state.clone();
-        state.tasks.spawn(
+        let conn_visitors = visitors.clone();
+        visitors.life.tasks.spawn(
             async move {
-                serve::connection(conn_state, socket, peer, kind).await;
-                drop(permit);
+                serve::connection(conn_visitors, socket, peer, kind).await;
             }
             .instrument(span),
         );

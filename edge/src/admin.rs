@@ -2,25 +2,20 @@
 //! /_warren/certs`) and as Prometheus gauges (`GET /metrics`), plus health. Bind it where
 //! visitors cannot reach it.
 
+use crate::body::EdgeBody;
 use crate::error::EdgeError;
-use crate::state::EdgeState;
-use crate::visitor::body::EdgeBody;
+use crate::tls::Tls;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::fmt::Write;
-use std::sync::Arc;
 
 pub const CERTS_PATH: &str = "/_warren/certs";
 
 pub async fn handle(
-    state: &Arc<EdgeState>,
+    tls: Option<&Tls>,
     req: Request<Incoming>,
 ) -> Result<Response<EdgeBody>, EdgeError> {
-    let summaries = state
-        .tls
-        .as_ref()
-        .map(|t| t.resolver.summaries())
-        .unwrap_or_default();
+    let summaries = tls.map(|t| t.resolver.summaries()).unwrap_or_default();
     match req.uri().path() {
         CERTS_PATH => {
             let body = serde_json::json!({ "certificates": summaries }).to_string();

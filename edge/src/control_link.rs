@@ -25,9 +25,9 @@
 
 use crate::control_http::ControlHttp;
 use crate::grant::{ClosedTunnels, unix_now};
-use crate::state::EdgeState;
-use crate::tunnel::LiveTunnel;
 use crate::tunnel::registry::CounterSnapshot;
+use crate::tunnel::registry::Registry;
+use crate::tunnel::{LiveTunnel, SessionReports};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +59,8 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// The reporter of one edge.
 pub struct ControlLink {
     http: ControlHttp,
+    /// Who reports: this edge's id and region (set when the edge starts: `run`).
+    reporter: OnceLock<(String, String)>,
     secret: String,
     closed: Arc<ClosedTunnels>,
     book: Mutex<Book>,
@@ -102,6 +104,7 @@ impl ControlLink {
     pub fn new(http: ControlHttp, secret: String, closed: Arc<ClosedTunnels>) -> ControlLink {
         ControlLink {
             http,
+            reporter: OnceLock::new(),
             secret,
             closed,
             book: Mutex::new(Book::default()),
@@ -178,11 +181,17 @@ impl ControlLink {
     }
 
     /// Reports until `stop` is cancelled (and, in a cluster, listens for closes).
-    pub async fn run(self: Arc<Self>, state: Arc<EdgeState>, stop: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        (edge_id, region): (String, String),
+        registry: Arc<Registry>,
+        stop: CancellationToken,
+    ) {
+        let _ = self.reporter.set((edge_id, region));
         if let Some(bus) = self.bus.get() {
             tokio::spawn(listen_for_closes(
                 self.clone(),
-                state.clone(),
+                registry.clone(),
                 bus.url.clone(),
                 stop.clone(),
             ));
@@ -200,11 +209,11 @@ impl ControlLink {
             let (live, batch) = self.next_batch();
             if let Some(bus) = self.bus.get() {
                 if !batch.is_empty() {
-                    self.append(&state, bus, live.clone(), batch).await;
+                    self.append(bus, live.clone(), batch).await;
                 }
                 // The backstop for closes published while this edge was not subscribed.
                 if poll_now || last_sent.elapsed() >= HEARTBEAT_INTERVAL {
-                    self.send(&state, live, Vec::new()).await;
+                    self.send(&registry, live, Vec::new()).await;
                     last_sent = Instant::now();
                 }
                 continue;
@@ -213,7 +222,7 @@ impl ControlLink {
             if batch.is_empty() && live.is_empty() && last_sent.elapsed() < HEARTBEAT_INTERVAL {
                 continue;
             }
-            if self.send(&state, live, batch).await {
+            if self.send(&registry, live, batch).await {
                 last_sent = Instant::now();
             }
         }
@@ -221,14 +230,14 @@ impl ControlLink {
 
     /// Sends everything queued, batch after batch, until the queue is empty, a send fails, or
     /// `deadline` passes (shutdown: the `Ended` events of the sessions just drained).
-    pub async fn flush(&self, state: &Arc<EdgeState>, deadline: tokio::time::Instant) {
+    pub async fn flush(&self, registry: &Registry, deadline: tokio::time::Instant) {
         let flush = async {
             loop {
                 let (live, batch) = self.next_batch();
                 let more = batch.len() == MAX_EVENTS_PER_REPORT;
                 let sent = match self.bus.get() {
-                    Some(bus) => self.append(state, bus, live, batch).await,
-                    None => self.send(state, live, batch).await,
+                    Some(bus) => self.append(bus, live, batch).await,
+                    None => self.send(registry, live, batch).await,
                 };
                 if !sent || !more {
                     return;
@@ -241,6 +250,13 @@ impl ControlLink {
                 "shutdown: could not send the last reports to control in time"
             );
         }
+    }
+
+    /// This edge's id and region, as reports name them.
+    fn reporter(&self) -> (&str, &str) {
+        self.reporter
+            .get()
+            .map_or(("", ""), |(edge, region)| (edge.as_str(), region.as_str()))
     }
 
     /// Queues `Counters` for tunnels that moved, then takes the next batch.
@@ -259,16 +275,10 @@ impl ControlLink {
 
     /// Appends one report to the Redis Stream; on failure puts the batch back in front.
     /// Returns whether it was appended.
-    async fn append(
-        &self,
-        state: &Arc<EdgeState>,
-        bus: &Bus,
-        live: Vec<String>,
-        batch: Vec<SessionEvent>,
-    ) -> bool {
+    async fn append(&self, bus: &Bus, live: Vec<String>, batch: Vec<SessionEvent>) -> bool {
         let report = EdgeReport {
-            edge_id: state.edge_id.clone(),
-            region: state.config.region.clone(),
+            edge_id: self.reporter().0.to_string(),
+            region: self.reporter().1.to_string(),
             live,
             events: batch,
         };
@@ -293,15 +303,10 @@ impl ControlLink {
     }
 
     /// Posts one report; on failure puts the batch back in front. Returns whether it arrived.
-    async fn send(
-        &self,
-        state: &Arc<EdgeState>,
-        live: Vec<String>,
-        batch: Vec<SessionEvent>,
-    ) -> bool {
+    async fn send(&self, registry: &Registry, live: Vec<String>, batch: Vec<SessionEvent>) -> bool {
         let report = EdgeReport {
-            edge_id: state.edge_id.clone(),
-            region: state.config.region.clone(),
+            edge_id: self.reporter().0.to_string(),
+            region: self.reporter().1.to_string(),
             live,
             events: batch,
         };
@@ -314,7 +319,7 @@ impl ControlLink {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("reports reach control again");
                 }
-                self.apply(state, &reply.close);
+                self.apply(registry, &reply.close);
                 true
             }
             Err(e) => {
@@ -333,16 +338,32 @@ impl ControlLink {
     }
 
     /// Closes the tunnels control asks to close and remembers them.
-    fn apply(&self, state: &Arc<EdgeState>, close: &[CloseTunnel]) {
+    fn apply(&self, registry: &Registry, close: &[CloseTunnel]) {
         let now = unix_now();
         self.closed.prune(now);
         for order in close {
             self.closed
                 .insert(&order.tunnel_id, order.until, &order.reason);
-            for tunnel in state.registry.remove_by_tunnel_id(&order.tunnel_id) {
+            for tunnel in registry.remove_by_tunnel_id(&order.tunnel_id) {
                 close_tunnel(&tunnel, &order.reason);
             }
         }
+    }
+}
+
+impl SessionReports for ControlLink {
+    fn started(
+        &self,
+        tunnel: &Arc<LiveTunnel>,
+        token_id: &str,
+        agent_version: &str,
+        agent_addr: &str,
+    ) {
+        ControlLink::started(self, tunnel, token_id, agent_version, agent_addr);
+    }
+
+    fn ended(&self, tunnel: &LiveTunnel, reason: &str) {
+        ControlLink::ended(self, tunnel, reason);
     }
 }
 
@@ -351,7 +372,7 @@ impl ControlLink {
 /// published meanwhile.
 async fn listen_for_closes(
     link: Arc<ControlLink>,
-    state: Arc<EdgeState>,
+    registry: Arc<Registry>,
     url: String,
     stop: CancellationToken,
 ) {
@@ -373,7 +394,7 @@ async fn listen_for_closes(
                         () = stop.cancelled() => return,
                     };
                     match next {
-                        Some(Ok(order)) => link.apply(&state, std::slice::from_ref(&order)),
+                        Some(Ok(order)) => link.apply(&registry, std::slice::from_ref(&order)),
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "ignoring a malformed message on the close channel");
                         }

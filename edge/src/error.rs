@@ -1,5 +1,5 @@
 //! Why a visitor request failed, classified by the side at fault. Every failure of a visitor
-//! request becomes one of these, and [`crate::visitor::error_page`] turns it into a response.
+//! request becomes one of these, and `visitor/error_page.rs` turns it into a response.
 
 use http::StatusCode;
 use warren_proto::ResetCode;

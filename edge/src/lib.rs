@@ -1,48 +1,64 @@
-//! The Warren edge: the public relay node. Visitors connect to it over HTTP; agents connect to
-//! it over WebSocket and hold tunnel sessions; it routes each visitor request by hostname to
+//! The Warren edge: the public relay node. Visitors connect to it over HTTP(S); agents connect
+//! to it over WebSocket and hold tunnel sessions; it routes each visitor request by hostname to
 //! the session that serves it and streams the exchange both ways.
 //!
 //! # Layout (in the order a visitor's request travels)
-//! - `accept.rs`: accept loops, connection cap.
-//! - `visitor/serve.rs` → `visitor/dispatch.rs` → `host.rs` → `tunnel/registry.rs` →
-//!   `visitor/forward.rs` → `tunnel/upstream.rs`: a request from the socket to a tunnel stream.
-//!   The agent (`cli/src/agent/`) takes it from there to the local service.
+//! - `accept.rs`: accept loops; `limits.rs`: admission (a cap per listener and per client
+//!   address; what is over them is refused cheaply).
+//! - `visitor/serve.rs`: one visitor connection (TLS first on the HTTPS listener:
+//!   `tls/accept.rs`). HTTP/1.1 requests for tunnels served here take the proxy core:
+//!   `visitor/h1/mod.rs` (read and route a head) → `h1/exchange.rs` (the exchange over a
+//!   tunnel stream) → `tunnel/upstream.rs` (pooled streams). Everything else — HTTP/2,
+//!   upgrades, the edge's own endpoints, tunnels held by other edges — takes the general path
+//!   through hyper: `visitor/dispatch.rs` → `host.rs` → `tunnel/registry.rs` →
+//!   `visitor/forward.rs` → `tunnel/upstream.rs`, or `visitor/hold.rs` → `relay/client.rs` to
+//!   the owning edge, whose `visitor/relayed.rs` forwards it. The agent (`cli/src/agent/`)
+//!   takes it from there to the local service.
+//! - `forwarding/`: what the edge adds, removes and rewrites on the way, for both paths.
 //! - `visitor/error_page.rs`: every failure becomes a response here; `error.rs` classifies them.
 //! - `tunnel/endpoint.rs` → `tunnel/attach.rs`: where agents connect and how a session lives.
-//! - `routes.rs`: the cluster-wide route table; `auth.rs`: agent credentials; `warren_proto::names`:
-//!   subdomain rules.
+//! - `routes/`: the cluster-wide route table; `auth.rs`: agent credentials;
+//!   `warren_proto::names`: subdomain rules.
 //! - `grant/`: grants signed by control, verified offline with control's keys (JWKS);
 //!   `control_link.rs`: session reports to control and the tunnels it closes;
 //!   `control_http.rs`: the bounded HTTP client both use.
 //! - `tls/`: the HTTPS listener's handshake, certificates by SNI, ACME and the shared
-//!   certificate store; `admin.rs`: certificate expiry for operators.
-//! - `config.rs`, `state.rs`: settings and shared state; `shutdown.rs`: graceful shutdown.
+//!   certificate store; `admin.rs`: the operators' listener.
+//! - `config.rs`: settings; `lifecycle.rs`: draining and closing; `body.rs`: response bodies.
+//!
+//! Modules depend downwards only: `visitor` on `tunnel`, `relay`, `forwarding`; `tunnel` on
+//! `routes`, `auth`; nothing below imports what is above it. Each part takes the handles it
+//! needs (`tunnel::Agents`, `visitor::Visitors`), composed here in [`run`].
 #![forbid(unsafe_code)]
 
-pub mod accept;
-pub mod admin;
+pub(crate) mod accept;
+pub(crate) mod admin;
 pub mod auth;
+pub(crate) mod body;
 pub mod config;
 pub mod control_http;
 pub mod control_link;
+pub(crate) mod duration;
 pub mod error;
+pub(crate) mod forwarding;
 pub mod grant;
-pub mod host;
+pub(crate) mod host;
+pub(crate) mod lifecycle;
+pub(crate) mod limits;
 pub mod relay;
 pub mod routes;
-pub mod shutdown;
-pub mod state;
 pub mod tls;
-pub mod tunnel;
-pub mod visitor;
+pub(crate) mod tunnel;
+pub(crate) mod visitor;
 
 pub use config::EdgeConfig;
-pub use state::EdgeState;
 
 use auth::{Authenticator, EdgeAuth, StaticTokens};
 use control_http::ControlHttp;
 use control_link::ControlLink;
 use grant::{ClosedTunnels, GrantVerifier};
+use lifecycle::Lifecycle;
+use limits::Listener;
 use relay::client::Relay;
 use relay::directory::{Directory, EdgeEntry};
 use routes::redis::RedisConnection;
@@ -52,7 +68,8 @@ use std::time::Duration;
 use tls::store::{CertStore, RedisCertStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use visitor::dispatch::Listener;
+use tunnel::{Agents, Registry, SessionReports};
+use visitor::Visitors;
 
 /// Listeners, bound by the caller (tests bind `127.0.0.1:0`).
 pub struct Listeners {
@@ -173,75 +190,102 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
+    let config = Arc::new(config);
+    let edge_id = config
+        .edge_id
+        .clone()
+        .unwrap_or_else(|| format!("e_{:08x}", rand::random::<u32>()));
+    let life = Lifecycle::new(shutdown.clone());
     let visitor_addr = listeners.visitor.local_addr().ok();
-    let mut state = EdgeState::new(
-        config,
-        deps.routes,
-        deps.auth,
-        deps.control.clone(),
+    let tls_addr = listeners.tls.as_ref().and_then(|l| l.local_addr().ok());
+    let tls = match &listeners.tls {
+        Some(_) => {
+            let domains: Vec<String> = config.domains().map(str::to_string).collect();
+            let tls = tls::setup(
+                &config.tls,
+                &domains,
+                deps.routes.clone(),
+                deps.cert_store,
+                &edge_id,
+            )?;
+            Some(Arc::new(tls))
+        }
+        None => None,
+    };
+    let registry = Arc::new(Registry::default());
+    let agents = Arc::new(Agents {
+        config: config.clone(),
+        edge_id: edge_id.clone(),
+        registry: registry.clone(),
+        routes: deps.routes,
+        auth: deps.auth,
+        reports: deps
+            .control
+            .clone()
+            .map(|link| link as Arc<dyn SessionReports>),
+        life: life.clone(),
         visitor_addr,
-        shutdown.clone(),
-    )
-    .with_relay(deps.relay);
-    if let Some(listener) = &listeners.tls {
-        let tls = tls::setup(
-            &state.config,
-            state.routes.clone(),
-            deps.cert_store,
-            &state.edge_id,
-        )?;
-        state = state.with_tls(Arc::new(tls), listener.local_addr().ok());
-    }
-    let state = Arc::new(state);
-    tracing::info!(edge = %state.edge_id, visitor = ?visitor_addr, domain = %state.config.domain, "edge started");
-    state.tasks.spawn(accept::accept_loop(
-        state.clone(),
+        tls_addr,
+    });
+    let visitors = Arc::new(Visitors::new(agents.clone(), deps.relay, tls, tls_addr));
+    tracing::info!(edge = %edge_id, visitor = ?visitor_addr, domain = %config.domain, "edge started");
+    let tasks = &life.tasks;
+    tasks.spawn(accept::accept_loop(
+        visitors.clone(),
         listeners.visitor,
         Listener::Visitor,
     ));
     if let Some(tls_listener) = listeners.tls {
-        state.tasks.spawn(accept::accept_loop(
-            state.clone(),
+        tasks.spawn(accept::accept_loop(
+            visitors.clone(),
             tls_listener,
             Listener::Tls,
         ));
     }
-    if let Some(manager) = state.tls.as_ref().and_then(|t| t.manager.clone()) {
-        state.tasks.spawn(manager.run(shutdown.clone()));
+    if let Some(manager) = visitors.tls.as_ref().and_then(|t| t.manager.clone()) {
+        tasks.spawn(manager.run(shutdown.clone()));
     }
     if let Some(admin) = listeners.admin {
-        state
-            .tasks
-            .spawn(accept::accept_loop(state.clone(), admin, Listener::Admin));
+        tasks.spawn(accept::accept_loop(
+            visitors.clone(),
+            admin,
+            Listener::Admin,
+        ));
     }
     if let Some(tunnel) = listeners.tunnel {
-        state
-            .tasks
-            .spawn(accept::accept_loop(state.clone(), tunnel, Listener::Tunnel));
+        tasks.spawn(accept::accept_loop(
+            visitors.clone(),
+            tunnel,
+            Listener::Tunnel,
+        ));
     }
     let reporter = deps.control.map(|link| {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(link.clone().run(state.clone(), stop.clone()));
+        let task = tokio::spawn(link.clone().run(
+            (edge_id.clone(), config.region.clone()),
+            registry.clone(),
+            stop.clone(),
+        ));
         (link, stop, task)
     });
-    state.tasks.spawn(tunnel::lease::keep_routes(state.clone()));
+    tasks.spawn(tunnel::lease::keep_routes(agents.clone()));
     if let Some(relay_listener) = listeners.relay {
-        let advertise = match &state.config.relay_advertise {
+        let advertise = match &config.relay_advertise {
             Some(addr) => addr.clone(),
             None => relay_listener.local_addr()?.to_string(),
         };
-        state.tasks.spawn(accept::accept_loop(
-            state.clone(),
+        tasks.spawn(accept::accept_loop(
+            visitors.clone(),
             relay_listener,
             Listener::Relay,
         ));
-        state.tasks.spawn(announce(state.clone(), advertise));
+        tasks.spawn(announce(visitors.clone(), advertise));
     }
     shutdown.cancelled().await;
     let began = tokio::time::Instant::now();
-    shutdown::drain(&state).await;
-    if let Some(relay) = &state.relay
-        && let Err(e) = relay.directory.withdraw(&state.edge_id).await
+    drain(&agents, visitors.relay.is_some()).await;
+    if let Some(relay) = &visitors.relay
+        && let Err(e) = relay.directory.withdraw(&edge_id).await
     {
         tracing::warn!(error = %e, "could not withdraw from the edge directory; it expires by itself");
     }
@@ -250,28 +294,49 @@ pub async fn run(
         let _ = task.await;
         // The sessions just drained left their `Ended` events: send them within what is left
         // of the grace period (at least a second, so they get one attempt).
-        let deadline = (began + state.config.shutdown_grace)
+        let deadline = (began + config.shutdown_grace)
             .max(tokio::time::Instant::now() + Duration::from_secs(1));
-        link.flush(&state, deadline).await;
+        link.flush(&registry, deadline).await;
     }
     Ok(())
 }
 
+/// The edge's graceful shutdown: the accept loops have stopped (they watch `draining`),
+/// visitor connections finish their current request, agents move elsewhere
+/// (`tunnel/drain.rs`); after the grace period whatever is left is closed.
+async fn drain(agents: &Arc<Agents>, clustered: bool) {
+    tunnel::drain::sessions(agents, clustered);
+    let life = &agents.life;
+    life.tasks.close();
+    if tokio::time::timeout(agents.config.shutdown_grace, life.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing what is left");
+        life.closing.cancel();
+        tunnel::drain::close_all(agents);
+        // The closed sessions' tasks clean up (release routes, queue their `Ended` reports)
+        // as soon as they notice; give them a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(1), life.tasks.wait()).await;
+    }
+    tracing::info!("edge stopped");
+}
+
 /// Keeps this edge in the directory so others can relay to it, until shutdown begins.
-async fn announce(state: Arc<EdgeState>, relay_addr: String) {
-    let Some(relay) = &state.relay else {
+async fn announce(visitors: Arc<Visitors>, relay_addr: String) {
+    let Some(relay) = &visitors.relay else {
         return;
     };
     let entry = EdgeEntry {
-        edge_id: state.edge_id.clone(),
-        region: state.config.region.clone(),
+        edge_id: visitors.agents.edge_id.clone(),
+        region: visitors.config.region.clone(),
         relay_addr,
     };
     // Often enough that a Redis restart loses this edge for two seconds at most.
     let mut ticker = tokio::time::interval(relay::directory::ANNOUNCE_EVERY);
     loop {
         tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = visitors.life.draining.cancelled() => return,
             _ = ticker.tick() => {}
         }
         if let Err(e) = relay.directory.announce(&entry).await {

@@ -5,12 +5,10 @@ use super::directory::Directory;
 use super::{
     RELAY_HOPS, RELAY_KEY, RELAY_PROTO, RELAY_REQUEST_ID, RELAY_VISITOR, strip_relay_headers,
 };
+use crate::body::{EdgeBody, Metered};
 use crate::error::EdgeError;
-use crate::routes::Route;
-use crate::state::EdgeState;
-use crate::visitor::body::{EdgeBody, Metered};
-use crate::visitor::dispatch::RequestContext;
-use crate::visitor::headers;
+use crate::forwarding::headers;
+use crate::routes::{Route, RouteTable};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body as _;
@@ -153,16 +151,25 @@ pub enum RelayFailure {
     Failed(EdgeError),
 }
 
-/// Finds the owner of `hostname`; `None` when nobody holds it.
+/// What the owning edge is told about the visitor's request (as the first edge saw it).
+pub struct Origin<'a> {
+    pub visitor: std::net::IpAddr,
+    /// `http` or `https`.
+    pub proto: &'static str,
+    pub request_id: &'a str,
+}
+
+/// Finds the owner of `hostname` (this edge is `edge_id`); `None` when nobody holds it.
 pub async fn resolve(
-    state: &EdgeState,
     relay: &Relay,
+    routes: &dyn RouteTable,
+    edge_id: &str,
     hostname: &str,
 ) -> Result<Option<Owner>, EdgeError> {
-    let Some(route) = route(state, relay, hostname).await? else {
+    let Some(route) = route(relay, routes, hostname).await? else {
         return Ok(None);
     };
-    if route.edge_id == state.edge_id {
+    if route.edge_id == edge_id {
         relay.cached().remove(hostname);
         return Ok(Some(Owner::Here));
     }
@@ -182,14 +189,15 @@ pub async fn resolve(
     }
 }
 
-/// Sends the request to the edge at `relay_addr` and streams its answer back.
+/// Sends the request to the edge at `relay_addr` and streams its answer back; `timeout` bounds
+/// the wait for the response head.
 pub async fn relay(
-    state: &Arc<EdgeState>,
     relay: &Relay,
     (edge_id, relay_addr): (&str, &str),
     hostname: &str,
     req: Request<Incoming>,
-    ctx: &RequestContext,
+    origin: &Origin<'_>,
+    timeout: Duration,
 ) -> Result<Response<EdgeBody>, RelayFailure> {
     let visitor_version = req.version();
     let (mut parts, body) = req.into_parts();
@@ -204,12 +212,9 @@ pub async fn relay(
         let (deferred, slot) = Deferred::new(body);
         (Either::Left(deferred), slot)
     };
-    let outbound = outbound_request(relay, &parts, outbound_body, relay_addr, hostname, ctx)
+    let outbound = outbound_request(relay, &parts, outbound_body, relay_addr, hostname, origin)
         .map_err(RelayFailure::Failed)?;
-    let sent = tokio::time::timeout(
-        state.config.upstream_timeout,
-        relay.client.request(outbound),
-    );
+    let sent = tokio::time::timeout(timeout, relay.client.request(outbound));
     let mut response = match sent.await {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
@@ -221,7 +226,7 @@ pub async fn relay(
         }
         Err(_) => {
             return Err(RelayFailure::Failed(EdgeError::LocalTimeout(
-                state.config.upstream_timeout.as_secs(),
+                timeout.as_secs(),
             )));
         }
     };
@@ -259,8 +264,8 @@ pub async fn relay(
 
 /// The route of `hostname`: from the short cache, else from the route table.
 async fn route(
-    state: &EdgeState,
     relay: &Relay,
+    routes: &dyn RouteTable,
     hostname: &str,
 ) -> Result<Option<Route>, EdgeError> {
     if let Some((route, at)) = relay.cached().get(hostname)
@@ -268,7 +273,7 @@ async fn route(
     {
         return Ok(Some(route.clone()));
     }
-    match state.routes.lookup(hostname).await {
+    match routes.lookup(hostname).await {
         Ok(Some(route)) => {
             relay
                 .cached()
@@ -289,7 +294,7 @@ fn outbound_request(
     body: RelayBody,
     relay_addr: &str,
     hostname: &str,
-    ctx: &RequestContext,
+    origin: &Origin<'_>,
 ) -> Result<Request<RelayBody>, EdgeError> {
     let wants_upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade(&parts.headers);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -304,11 +309,11 @@ fn outbound_request(
     headers.insert(header::HOST, host);
     headers.insert(&RELAY_KEY, relay.key.clone());
     headers.insert(&RELAY_HOPS, HeaderValue::from_static("1"));
-    headers.insert(&RELAY_PROTO, HeaderValue::from_static(ctx.proto));
-    if let Ok(visitor) = HeaderValue::from_str(&ctx.peer.ip().to_string()) {
+    headers.insert(&RELAY_PROTO, HeaderValue::from_static(origin.proto));
+    if let Ok(visitor) = HeaderValue::from_str(&origin.visitor.to_string()) {
         headers.insert(&RELAY_VISITOR, visitor);
     }
-    if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+    if let Ok(id) = HeaderValue::from_str(origin.request_id) {
         headers.insert(&RELAY_REQUEST_ID, id);
     }
     let mut outbound = Request::new(body);

@@ -7,8 +7,8 @@
 //! - `directory.rs`: the live edge directory in Redis (`edge:{ID}` → region, relay address).
 //! - `client.rs`: on the edge the visitor reached: route lookup (cached briefly), then the
 //!   request goes to the owning edge's relay listener.
-//! - `server.rs`: on the owning edge: checks the relay key and the hop count, then serves the
-//!   request from its local sessions only (`visitor/forward.rs`).
+//! - on the owning edge, `visitor/relayed.rs` checks the relay key and the hop count, then
+//!   serves the request from its local sessions only (`visitor/forward.rs`).
 //!
 //! Visitors can never use the relay: it listens on its own internal address, every request
 //! must carry the cluster's relay key (compared in constant time), and a relayed request is
@@ -16,7 +16,6 @@
 
 pub mod client;
 pub mod directory;
-pub mod server;
 
 use http::HeaderName;
 

@@ -77,13 +77,13 @@ pub fn install_crypto_provider() {
 /// Builds the TLS side from the settings: static certificate files, and/or ACME with the
 /// given shared store (in process when `None`).
 pub fn setup(
-    config: &crate::EdgeConfig,
+    settings: &TlsSettings,
+    domains: &[String],
     routes: Arc<dyn crate::routes::RouteTable>,
     store: Option<Arc<dyn store::CertStore>>,
     edge_id: &str,
 ) -> anyhow::Result<Tls> {
     install_crypto_provider();
-    let settings = &config.tls;
     let resolver = Arc::new(CertResolver::new());
     if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
         let read = |path: &std::path::Path| {
@@ -108,7 +108,7 @@ pub fn setup(
         }
         let mut tls = Tls::new(resolver, None);
         tls.local_ca = local_ca;
-        tls.own_domains = config.domains().map(str::to_string).collect();
+        tls.own_domains = domains.to_vec();
         return Ok(tls);
     };
     let sealer = Arc::new(seal::Sealer::new(
@@ -141,7 +141,7 @@ pub fn setup(
         routes,
         manager::ManagerSettings {
             acme: Some(acme),
-            own_domains: config.domains().map(str::to_string).collect(),
+            own_domains: domains.to_vec(),
             edge_id: edge_id.to_string(),
             check_every: settings.cert_check_interval,
             orders_per_hour: settings.acme_orders_per_account_hour,

@@ -1,7 +1,7 @@
 //! The TLS and ACME flags (flattened into [`crate::EdgeConfig`]). Every flag also reads an
 //! environment variable; the store key is a secret and never shown.
 
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

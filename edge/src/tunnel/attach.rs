@@ -3,7 +3,7 @@
 
 use crate::auth::Identity;
 use crate::routes::{Claimed, Route, RouteError};
-use crate::state::EdgeState;
+use crate::tunnel::Agents;
 use crate::tunnel::LiveTunnel;
 use crate::tunnel::registry::{Counters, Lanes};
 use crate::tunnel::request_log::{LogFormat, RequestLogQueue};
@@ -32,12 +32,12 @@ struct Planned {
     hostname: String,
 }
 
-pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
-    let hello = match handshake::read_hello(&mut ws, state.config.handshake_timeout).await {
+pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
+    let hello = match handshake::read_hello(&mut ws, agents.config.handshake_timeout).await {
         Ok(hello) => hello,
         Err(e) => return refuse_handshake(&mut ws, e, peer).await,
     };
-    let identity = match state.auth.authenticate(&hello.credential).await {
+    let identity = match agents.auth.authenticate(&hello.credential).await {
         Ok(identity) => identity,
         Err(reject) => {
             tracing::info!(code = ?reject.code, "agent refused");
@@ -46,9 +46,9 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
         }
     };
     if let Some(join) = hello.join.clone() {
-        return crate::tunnel::lane::run(state, ws, peer, hello, identity, join).await;
+        return crate::tunnel::lane::run(agents, ws, peer, hello, identity, join).await;
     }
-    let planned = match plan_tunnels(&state, &hello, &identity) {
+    let planned = match plan_tunnels(&agents, &hello, &identity) {
         Ok(planned) => planned,
         Err(reject) => {
             let _ = handshake::send_reject(&mut ws, &reject).await;
@@ -57,22 +57,22 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
     };
     let session_id = new_session_id();
     tracing::Span::current().record("session", session_id.as_str());
-    if let Err(reject) = claim_routes(&state, &planned, &identity, &session_id).await {
+    if let Err(reject) = claim_routes(&agents, &planned, &identity, &session_id).await {
         let _ = handshake::send_reject(&mut ws, &reject).await;
         return;
     }
     // The agent presents this key to add lanes to the session (`warren http --sessions N`).
     let lane_key = format!("{:032x}", rand::random::<u128>());
-    let mut welcome = welcome(&state, &planned, &session_id);
+    let mut welcome = welcome(&agents, &planned, &session_id);
     welcome.lane_key = Some(LaneKey(lane_key.clone()));
-    let mux = session_mux(&state, &hello, &welcome);
+    let mux = session_mux(&agents, &hello, &welcome);
     let span = tracing::info_span!("session", id = %session_id, agent = %peer);
     // The tunnels are routable before the agent hears WELCOME, so a visitor who uses a URL the
     // moment the agent prints it is served, not told 404. Streams opened meanwhile wait in the
     // session's queue, behind the WELCOME.
     let (session, _incoming, events, unstarted) = warren_session::prepare(mux);
     let live = register(
-        &state,
+        &agents,
         &planned,
         &session,
         &session_id,
@@ -81,7 +81,7 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
             .request_log
             .then(|| RequestLogQueue::new(session.clone(), LogFormat::from_hello(&hello))),
     );
-    state.registry.allow_lanes(
+    agents.registry.allow_lanes(
         &session_id,
         crate::auth::digest(&lane_key),
         &identity.account_id,
@@ -91,7 +91,7 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
     match handshake::send_welcome(&mut ws, &welcome).await {
         Ok(()) => {
             unstarted.start(ws, span);
-            if let Some(link) = &state.control {
+            if let Some(link) = &agents.reports {
                 for tunnel in &live {
                     link.started(
                         tunnel,
@@ -118,7 +118,7 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
     }
     let mut agent_left = false;
     let end = serve(
-        &state,
+        &agents,
         &planned,
         &session_id,
         &session,
@@ -127,30 +127,30 @@ pub async fn run(state: Arc<EdgeState>, mut ws: Ws, peer: SocketAddr) {
     )
     .await;
     // Lanes notice the session's end and drain themselves (`lane.rs`).
-    state.registry.forbid_lanes(&session_id);
+    agents.registry.forbid_lanes(&session_id);
     for tunnel in &live {
         tunnel.pool.clear();
-        if state.registry.remove_tunnel(&tunnel.hostname, &session_id) && agent_left {
+        if agents.registry.remove_tunnel(&tunnel.hostname, &session_id) && agent_left {
             // The agent said goodbye: its visitors are not held waiting for it to return.
-            state.registry.forget_lost(&tunnel.hostname);
+            agents.registry.forget_lost(&tunnel.hostname);
         }
     }
-    release_routes(&state, &planned, &session_id).await;
-    state.registry.remove_session(&session_id);
-    if reported && let Some(link) = &state.control {
+    release_routes(&agents, &planned, &session_id).await;
+    agents.registry.remove_session(&session_id);
+    if reported && let Some(link) = &agents.reports {
         for tunnel in &live {
-            link.ended(tunnel, &end_reason(&state, tunnel, &end));
+            link.ended(tunnel, &end_reason(&agents, tunnel, &end));
         }
     }
     tracing::info!(session = %session_id, reason = %end, "agent session ended");
 }
 
 /// Why a session stopped serving `tunnel`, as control records it.
-fn end_reason(state: &EdgeState, tunnel: &LiveTunnel, end: &warren_session::SessionEnd) -> String {
+fn end_reason(agents: &Agents, tunnel: &LiveTunnel, end: &warren_session::SessionEnd) -> String {
     if let Some(reason) = tunnel.close_reason.get() {
         return reason.clone();
     }
-    if state.shutdown.is_cancelled() {
+    if agents.life.draining.is_cancelled() {
         return "edge shutting down".to_string();
     }
     format!("agent gone: {end}")
@@ -168,7 +168,7 @@ async fn refuse_handshake(ws: &mut Ws, error: HandshakeError, peer: SocketAddr) 
 
 /// Decides each tunnel's hostname, or the reason the HELLO cannot be served.
 fn plan_tunnels(
-    state: &EdgeState,
+    agents: &Agents,
     hello: &Hello,
     identity: &Identity,
 ) -> Result<Vec<Planned>, Reject> {
@@ -179,7 +179,7 @@ fn plan_tunnels(
         ));
     }
     if let Some(grant) = &identity.grant {
-        return plan_granted(state, hello, grant);
+        return plan_granted(agents, hello, grant);
     }
     let mut ids = HashSet::new();
     let mut hosts = HashSet::new();
@@ -197,7 +197,7 @@ fn plan_tunnels(
             }
             None => Subdomain::stable(&identity.account_id, &request.local_addr),
         };
-        let hostname = format!("{subdomain}.{}", state.config.domain);
+        let hostname = format!("{subdomain}.{}", agents.config.domain);
         if !hosts.insert(hostname.clone()) {
             return Err(Reject::new(
                 RejectCode::BadRequest,
@@ -214,7 +214,7 @@ fn plan_tunnels(
 
 /// A grant opens one tunnel, on the hostname it names.
 fn plan_granted(
-    state: &EdgeState,
+    agents: &Agents,
     hello: &Hello,
     grant: &crate::auth::GrantScope,
 ) -> Result<Vec<Planned>, Reject> {
@@ -230,7 +230,7 @@ fn plan_granted(
     if let Some(name) = &request.subdomain {
         let subdomain =
             Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?;
-        let asked = format!("{subdomain}.{}", state.config.domain.to_ascii_lowercase());
+        let asked = format!("{subdomain}.{}", agents.config.domain.to_ascii_lowercase());
         if asked != grant.hostname {
             return Err(Reject::new(
                 RejectCode::Forbidden,
@@ -249,20 +249,20 @@ fn plan_granted(
 }
 
 async fn claim_routes(
-    state: &EdgeState,
+    agents: &Agents,
     planned: &[Planned],
     identity: &Identity,
     session_id: &str,
 ) -> Result<(), Reject> {
     for (i, tunnel) in planned.iter().enumerate() {
         let route = Route {
-            edge_id: state.edge_id.clone(),
+            edge_id: agents.edge_id.clone(),
             session_id: session_id.to_string(),
             tunnel_id: tunnel.id.0,
             account_id: identity.account_id.clone(),
-            region: state.config.region.clone(),
+            region: agents.config.region.clone(),
         };
-        let refusal = match state.routes.claim(&tunnel.hostname, &route).await {
+        let refusal = match agents.routes.claim(&tunnel.hostname, &route).await {
             Ok(Claimed::New) => continue,
             Ok(Claimed::TookOver(previous)) => {
                 tracing::info!(host = %tunnel.hostname, previous = %previous.session_id, "tunnel taken over by a new session");
@@ -282,42 +282,42 @@ async fn claim_routes(
                 )
             }
         };
-        release_routes(state, &planned[..i], session_id).await;
+        release_routes(agents, &planned[..i], session_id).await;
         return Err(refusal);
     }
     Ok(())
 }
 
-async fn release_routes(state: &EdgeState, planned: &[Planned], session_id: &str) {
+async fn release_routes(agents: &Agents, planned: &[Planned], session_id: &str) {
     for tunnel in planned {
-        if let Err(e) = state.routes.release(&tunnel.hostname, session_id).await {
+        if let Err(e) = agents.routes.release(&tunnel.hostname, session_id).await {
             tracing::warn!(host = %tunnel.hostname, error = %e, "could not release route; its lease will expire");
         }
     }
 }
 
 /// The session's multiplexer, from the edge's settings and the agent's.
-pub(crate) fn session_mux(state: &EdgeState, hello: &Hello, welcome: &Welcome) -> Mux {
+pub(crate) fn session_mux(agents: &Agents, hello: &Hello, welcome: &Welcome) -> Mux {
     // The edge opens the session's streams (one per upstream connection), so the configured
     // cap limits them too, within what the agent accepts.
     let agent_settings = Settings {
         max_streams: hello
             .settings
             .max_streams
-            .min(state.config.max_streams_per_session),
+            .min(agents.config.max_streams_per_session),
         ..hello.settings
     };
     Mux::new(
         Role::Edge,
         welcome.settings,
         agent_settings,
-        heartbeat(state),
+        heartbeat(agents),
         tokio::time::Instant::now().into_std(),
     )
 }
 
-fn welcome(state: &EdgeState, planned: &[Planned], session_id: &str) -> Welcome {
-    let heartbeat = heartbeat(state);
+fn welcome(agents: &Agents, planned: &[Planned], session_id: &str) -> Welcome {
+    let heartbeat = heartbeat(agents);
     Welcome {
         session_id: session_id.to_string(),
         tunnels: planned
@@ -325,11 +325,11 @@ fn welcome(state: &EdgeState, planned: &[Planned], session_id: &str) -> Welcome 
             .map(|p| TunnelReady {
                 id: p.id,
                 hostname: p.hostname.clone(),
-                public_url: state.public_url(&p.hostname),
+                public_url: agents.public_url(&p.hostname),
             })
             .collect(),
         settings: Settings {
-            max_streams: state.config.max_streams_per_session,
+            max_streams: agents.config.max_streams_per_session,
             ..Settings::default()
         },
         heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,
@@ -338,28 +338,28 @@ fn welcome(state: &EdgeState, planned: &[Planned], session_id: &str) -> Welcome 
     }
 }
 
-pub(crate) fn heartbeat(state: &EdgeState) -> Heartbeat {
+pub(crate) fn heartbeat(agents: &Agents) -> Heartbeat {
     Heartbeat {
-        interval: state.config.heartbeat_interval,
-        timeout: state.config.heartbeat_interval * 3,
+        interval: agents.config.heartbeat_interval,
+        timeout: agents.config.heartbeat_interval * 3,
     }
 }
 
 /// Makes the session's tunnels reachable, displacing older sessions of the same account.
 fn register(
-    state: &EdgeState,
+    agents: &Agents,
     planned: &[Planned],
     session: &Session,
     session_id: &str,
     identity: &Identity,
     request_log: Option<Arc<RequestLogQueue>>,
 ) -> Vec<Arc<LiveTunnel>> {
-    state.registry.add_session(session_id, session.clone());
+    agents.registry.add_session(session_id, session.clone());
     let mut registered = Vec::with_capacity(planned.len());
     for tunnel in planned {
         let live = Arc::new(LiveTunnel {
             hostname: tunnel.hostname.clone(),
-            public_url: state.public_url(&tunnel.hostname),
+            public_url: agents.public_url(&tunnel.hostname),
             id: tunnel.id,
             session: session.clone(),
             session_id: session_id.to_string(),
@@ -368,10 +368,10 @@ fn register(
             tunnel_id: identity.grant.as_ref().map(|g| g.tunnel_id.clone()),
             counters: Counters::default(),
             close_reason: OnceLock::new(),
-            pool: Pool::new(state.config.pool_idle_per_tunnel),
+            pool: Pool::new(agents.config.pool_idle_per_tunnel),
             lanes: Lanes::default(),
         });
-        if let Some(old) = state.registry.insert_tunnel(live.clone()) {
+        if let Some(old) = agents.registry.insert_tunnel(live.clone()) {
             displace(&old);
         }
         registered.push(live);
@@ -409,7 +409,7 @@ pub(crate) fn displace(old: &LiveTunnel) {
 /// refuses new streams; idle pooled connections are dropped here so the agent's drain is not
 /// held up by streams nobody will use again.
 async fn serve(
-    state: &EdgeState,
+    agents: &Agents,
     planned: &[Planned],
     session_id: &str,
     session: &Session,
@@ -424,7 +424,7 @@ async fn serve(
                     tracing::info!(?code, %message, "agent is going away");
                     *agent_left = true;
                     for tunnel in planned {
-                        if let Some(live) = state.registry.lookup(&tunnel.hostname)
+                        if let Some(live) = agents.registry.lookup(&tunnel.hostname)
                             && live.session_id == session_id
                         {
                             live.pool.clear();

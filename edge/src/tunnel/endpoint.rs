@@ -1,8 +1,8 @@
 //! `GET /_warren/tunnel` with `Upgrade: websocket`: where agents open sessions.
 
+use crate::body::EdgeBody;
 use crate::error::EdgeError;
-use crate::state::EdgeState;
-use crate::visitor::body::EdgeBody;
+use crate::tunnel::Agents;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -17,27 +17,27 @@ pub const TUNNEL_PATH: &str = "/_warren/tunnel";
 
 /// Answers the WebSocket upgrade and runs the session in a task of its own.
 pub fn accept(
-    state: &Arc<EdgeState>,
+    agents: &Arc<Agents>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let key = websocket_key(&req)?;
-    if state.shutdown.is_cancelled() {
+    if agents.life.draining.is_cancelled() {
         return Err(EdgeError::ShuttingDown);
     }
-    if state.registry.session_count() >= state.config.max_sessions {
+    if agents.registry.session_count() >= agents.config.max_sessions {
         return Err(EdgeError::Overloaded);
     }
     let accept_key = derive_accept_key(key.as_bytes());
     let upgrade = hyper::upgrade::on(&mut req);
-    let task_state = state.clone();
+    let task_agents = agents.clone();
     let span = tracing::info_span!("session", agent = %peer);
-    state.tasks.spawn(
+    agents.life.tasks.spawn(
         async move {
             match upgrade.await {
                 Ok(upgraded) => {
                     let ws = WebSocket::new(TokioIo::new(upgraded), WsRole::Server);
-                    crate::tunnel::attach::run(task_state, ws, peer).await;
+                    crate::tunnel::attach::run(task_agents, ws, peer).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "agent upgrade failed"),
             }
@@ -61,7 +61,7 @@ fn websocket_key(req: &Request<Incoming>) -> Result<String, EdgeError> {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !is_websocket || !crate::visitor::headers::is_upgrade(headers) {
+    if !is_websocket || !crate::forwarding::headers::is_upgrade(headers) {
         return Err(EdgeError::BadRequest(
             "the tunnel endpoint speaks WebSocket only: connect with the warren CLI".into(),
         ));

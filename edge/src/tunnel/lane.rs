@@ -8,7 +8,7 @@
 //! joined, which it proves with the session's lane key (sent only to that agent, in WELCOME).
 
 use crate::auth::Identity;
-use crate::state::EdgeState;
+use crate::tunnel::Agents;
 use crate::tunnel::LiveTunnel;
 use crate::tunnel::attach::{Ws, new_session_id, session_mux};
 use std::collections::BTreeSet;
@@ -30,14 +30,14 @@ const LANE_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves a HELLO that asked to join a session, from checks to cleanup.
 pub async fn run(
-    state: Arc<EdgeState>,
+    agents: Arc<Agents>,
     mut ws: Ws,
     peer: SocketAddr,
     hello: Hello,
     identity: Identity,
     join: Join,
 ) {
-    let (primary, tunnels) = match check(&state, &hello, &identity, &join) {
+    let (primary, tunnels) = match check(&agents, &hello, &identity, &join) {
         Ok(found) => found,
         Err(reject) => {
             tracing::info!(agent = %peer, session = %join.session_id.escape_debug(), code = ?reject.code, "lane refused");
@@ -46,8 +46,8 @@ pub async fn run(
         }
     };
     let lane_id = new_session_id();
-    let welcome = welcome(&state, &tunnels, &lane_id);
-    let mux = session_mux(&state, &hello, &welcome);
+    let welcome = welcome(&agents, &tunnels, &lane_id);
+    let mux = session_mux(&agents, &hello, &welcome);
     let (session, _incoming, events, unstarted) = warren_session::prepare(mux);
     if let Err(e) = handshake::send_welcome(&mut ws, &welcome).await {
         tracing::debug!(error = %e, "agent left during the lane handshake");
@@ -56,7 +56,7 @@ pub async fn run(
     let span =
         tracing::info_span!("lane", id = %lane_id, session = %join.session_id, agent = %peer);
     unstarted.start(ws, span);
-    state.registry.add_session(&lane_id, session.clone());
+    agents.registry.add_session(&lane_id, session.clone());
     for tunnel in &tunnels {
         tunnel.lanes.add(&lane_id, session.clone());
     }
@@ -65,13 +65,13 @@ pub async fn run(
     for tunnel in &tunnels {
         tunnel.lanes.remove(&lane_id);
     }
-    state.registry.remove_session(&lane_id);
+    agents.registry.remove_session(&lane_id);
     tracing::info!(lane = %lane_id, reason = %end, "agent lane ended");
 }
 
 /// The session to join and the tunnels it serves here, or why the lane is refused.
 fn check(
-    state: &EdgeState,
+    agents: &Agents,
     hello: &Hello,
     identity: &Identity,
     join: &Join,
@@ -93,7 +93,7 @@ fn check(
         )
     };
     let digest = crate::auth::digest(&join.key.0);
-    let primary = state
+    let primary = agents
         .registry
         .joinable(&join.session_id, &digest, &identity.account_id)
         .ok_or_else(not_here)?;
@@ -103,7 +103,7 @@ fn check(
             "the session this lane would join is closing",
         ));
     }
-    let tunnels = state.registry.tunnels_of(&join.session_id);
+    let tunnels = agents.registry.tunnels_of(&join.session_id);
     let held: BTreeSet<u32> = tunnels.iter().map(|t| t.id.0).collect();
     let asked: BTreeSet<u32> = hello.tunnels.iter().map(|t| t.id.0).collect();
     if held.is_empty() {
@@ -129,8 +129,8 @@ fn check(
     Ok((primary, tunnels))
 }
 
-fn welcome(state: &EdgeState, tunnels: &[Arc<LiveTunnel>], lane_id: &str) -> Welcome {
-    let heartbeat = crate::tunnel::attach::heartbeat(state);
+fn welcome(agents: &Agents, tunnels: &[Arc<LiveTunnel>], lane_id: &str) -> Welcome {
+    let heartbeat = crate::tunnel::attach::heartbeat(agents);
     Welcome {
         session_id: lane_id.to_string(),
         tunnels: tunnels
@@ -142,7 +142,7 @@ fn welcome(state: &EdgeState, tunnels: &[Arc<LiveTunnel>], lane_id: &str) -> Wel
             })
             .collect(),
         settings: Settings {
-            max_streams: state.config.max_streams_per_session,
+            max_streams: agents.config.max_streams_per_session,
             ..Settings::default()
         },
         heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,

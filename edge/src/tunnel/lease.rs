@@ -6,7 +6,7 @@
 //! edge's copy is stale, so the tunnel is dropped here and its agent told why.
 
 use crate::routes::{Claimed, Route, RouteError};
-use crate::state::EdgeState;
+use crate::tunnel::Agents;
 use crate::tunnel::LiveTunnel;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,17 +15,17 @@ use std::time::Duration;
 pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs until the edge shuts down.
-pub async fn keep_routes(state: Arc<EdgeState>) {
-    let every = RENEW_EVERY.min(state.routes.lease() / 3);
+pub async fn keep_routes(agents: Arc<Agents>) {
+    let every = RENEW_EVERY.min(agents.routes.lease() / 3);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = agents.life.draining.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        for tunnel in state.registry.tunnels() {
-            if let Err(e) = renew(&state, &tunnel).await {
+        for tunnel in agents.registry.tunnels() {
+            if let Err(e) = renew(&agents, &tunnel).await {
                 // Redis is down: visitors of local sessions are still served from the registry;
                 // the next round re-registers the routes once it is back.
                 tracing::warn!(host = %tunnel.hostname, error = %e, "route renewal failed");
@@ -35,30 +35,30 @@ pub async fn keep_routes(state: Arc<EdgeState>) {
     }
 }
 
-async fn renew(state: &EdgeState, tunnel: &LiveTunnel) -> Result<(), RouteError> {
-    if state
+async fn renew(agents: &Agents, tunnel: &LiveTunnel) -> Result<(), RouteError> {
+    if agents
         .routes
         .renew(&tunnel.hostname, &tunnel.session_id)
         .await?
     {
         return Ok(());
     }
-    match state.routes.lookup(&tunnel.hostname).await? {
+    match agents.routes.lookup(&tunnel.hostname).await? {
         Some(holder) if holder.session_id != tunnel.session_id => {
             tracing::info!(host = %tunnel.hostname, holder = %holder.edge_id, "route taken by a newer session; dropping the stale tunnel");
-            drop_stale(state, tunnel);
+            drop_stale(agents, tunnel);
         }
         _ => {
             let route = Route {
-                edge_id: state.edge_id.clone(),
+                edge_id: agents.edge_id.clone(),
                 session_id: tunnel.session_id.clone(),
                 tunnel_id: tunnel.id.0,
                 account_id: tunnel.account_id.clone(),
-                region: state.config.region.clone(),
+                region: agents.config.region.clone(),
             };
-            match state.routes.claim(&tunnel.hostname, &route).await {
+            match agents.routes.claim(&tunnel.hostname, &route).await {
                 Ok(Claimed::New) => {
-                    let still_served = state
+                    let still_served = agents
                         .registry
                         .lookup(&tunnel.hostname)
                         .is_some_and(|t| t.session_id == tunnel.session_id);
@@ -66,7 +66,7 @@ async fn renew(state: &EdgeState, tunnel: &LiveTunnel) -> Result<(), RouteError>
                         tracing::info!(host = %tunnel.hostname, "route re-registered");
                     } else {
                         // The session ended while we re-claimed: undo it.
-                        state
+                        agents
                             .routes
                             .release(&tunnel.hostname, &tunnel.session_id)
                             .await?;
@@ -74,10 +74,10 @@ async fn renew(state: &EdgeState, tunnel: &LiveTunnel) -> Result<(), RouteError>
                 }
                 Ok(Claimed::TookOver(holder)) => {
                     // Lost a race with a newer session of the same account: give it back.
-                    let _ = state.routes.claim(&tunnel.hostname, &holder).await;
-                    drop_stale(state, tunnel);
+                    let _ = agents.routes.claim(&tunnel.hostname, &holder).await;
+                    drop_stale(agents, tunnel);
                 }
-                Err(RouteError::Taken { .. }) => drop_stale(state, tunnel),
+                Err(RouteError::Taken { .. }) => drop_stale(agents, tunnel),
                 Err(e) => return Err(e),
             }
         }
@@ -85,8 +85,8 @@ async fn renew(state: &EdgeState, tunnel: &LiveTunnel) -> Result<(), RouteError>
     Ok(())
 }
 
-fn drop_stale(state: &EdgeState, tunnel: &LiveTunnel) {
-    if state
+fn drop_stale(agents: &Agents, tunnel: &LiveTunnel) {
+    if agents
         .registry
         .remove_tunnel(&tunnel.hostname, &tunnel.session_id)
     {

@@ -5,9 +5,9 @@
 //! kept in a per-tunnel pool and reused, so most requests open nothing: no stream, no local
 //! connection.
 
+use crate::body::Metered;
 use crate::error::EdgeError;
 use crate::tunnel::LiveTunnel;
-use crate::visitor::body::Metered;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};

@@ -1,10 +1,10 @@
 //! Requests for the edge's own domain: the tunnel endpoint, health checks, and the latency
 //! probe agents time to pick the nearest region (`GET /_warren/probe`).
 
+use crate::body::EdgeBody;
 use crate::error::EdgeError;
-use crate::state::EdgeState;
 use crate::tunnel::endpoint::{self, TUNNEL_PATH};
-use crate::visitor::body::EdgeBody;
+use crate::visitor::Visitors;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
@@ -14,15 +14,15 @@ use std::sync::Arc;
 pub const PROBE_PATH: &str = "/_warren/probe";
 
 pub fn handle(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     match req.uri().path() {
-        TUNNEL_PATH => endpoint::accept(state, req, peer),
-        PROBE_PATH => Ok(probe(&state.config.region)),
+        TUNNEL_PATH => endpoint::accept(&visitors.agents, req, peer),
+        PROBE_PATH => Ok(probe(&visitors.config.region)),
         "/healthz" => Ok(text(StatusCode::OK, "ok\n")),
-        "/readyz" if state.shutdown.is_cancelled() => {
+        "/readyz" if visitors.life.draining.is_cancelled() => {
             Ok(text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
         }
         "/readyz" => Ok(text(StatusCode::OK, "ready\n")),

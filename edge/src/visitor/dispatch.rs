@@ -1,10 +1,10 @@
 //! Where a visitor request goes: the edge itself, or a tunnel. Every failure on the way
 //! becomes an error page here, in one place.
 
+use crate::body::EdgeBody;
 use crate::error::EdgeError;
 use crate::host::{self, Target};
-use crate::state::EdgeState;
-use crate::visitor::body::EdgeBody;
+use crate::visitor::Visitors;
 use crate::visitor::{apex, error_page, forward, hold};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -13,20 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Which listener a connection arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// The public listener: tunnels by host, and the edge's own domain.
-    Visitor,
-    /// A dedicated listener for agents: only the edge's own endpoints, whatever the host.
-    Tunnel,
-    /// The internal listener other edges relay visitor requests to (`relay/server.rs`).
-    Relay,
-    /// The public HTTPS listener: like `Visitor`, over TLS.
-    Tls,
-    /// Operators only: certificate expiry and health (`admin.rs`).
-    Admin,
-}
+pub use crate::limits::Listener;
 
 /// Facts about one visitor request that outlive its parts.
 pub struct RequestContext {
@@ -38,7 +25,7 @@ pub struct RequestContext {
 }
 
 pub async fn handle(
-    state: Arc<EdgeState>,
+    visitors: Arc<Visitors>,
     req: Request<Incoming>,
     peer: SocketAddr,
     listener: Listener,
@@ -50,16 +37,18 @@ pub async fn handle(
         } else {
             "http"
         },
-        request_id: request_id(&state, &req),
+        request_id: request_id(&visitors, &req),
         started: Instant::now(),
     };
     let html = error_page::wants_html(req.headers());
     let result = match listener {
-        Listener::Tunnel => apex::handle(&state, req, peer),
-        Listener::Visitor if state.tls.is_some() => redirect_or_route(&state, req, &ctx).await,
-        Listener::Visitor | Listener::Tls => route(&state, req, &ctx).await,
-        Listener::Relay => crate::relay::server::handle(&state, req, peer).await,
-        Listener::Admin => crate::admin::handle(&state, req).await,
+        Listener::Tunnel => apex::handle(&visitors, req, peer),
+        Listener::Visitor if visitors.tls.is_some() => {
+            redirect_or_route(&visitors, req, &ctx).await
+        }
+        Listener::Visitor | Listener::Tls => route(&visitors, req, &ctx).await,
+        Listener::Relay => crate::visitor::relayed::handle(&visitors, req, peer).await,
+        Listener::Admin => crate::admin::handle(visitors.tls.as_deref(), req).await,
     };
     Ok(result.unwrap_or_else(|error| {
         tracing::debug!(visitor = %peer, request_id = %ctx.request_id, %error, side = ?error.side(), "request failed");
@@ -68,29 +57,29 @@ pub async fn handle(
 }
 
 async fn route(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     req: Request<Incoming>,
     ctx: &RequestContext,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let host = host::request_host(&req)?;
-    match host::classify_among(&host, state.config.domains())? {
-        Target::Apex => apex::handle(state, req, ctx.peer),
-        Target::Tunnel(hostname) => match state.registry.lookup(&hostname) {
+    match host::classify_among(&host, visitors.config.domains())? {
+        Target::Apex => apex::handle(visitors, req, ctx.peer),
+        Target::Tunnel(hostname) => match visitors.agents.registry.lookup(&hostname) {
             // A session on this edge serves it: no Redis round trip.
             Some(tunnel) if !tunnel.session.is_going_away() => {
-                forward::forward(state, tunnel, req, ctx).await
+                forward::forward(visitors, tunnel, req, ctx).await
             }
             // Not here, its session just died and is being cleaned up, or it is draining (its
             // agent is moving to another edge).
-            _ => hold::elsewhere(state, hostname, req, ctx).await,
+            _ => hold::elsewhere(visitors, hostname, req, ctx).await,
         },
         // A custom domain: served like a tunnel hostname when a session (here or on another
         // edge) holds its route; otherwise the name is simply not one of this Warren's.
-        Target::Custom(hostname) => match state.registry.lookup(&hostname) {
+        Target::Custom(hostname) => match visitors.agents.registry.lookup(&hostname) {
             Some(tunnel) if !tunnel.session.is_going_away() => {
-                forward::forward(state, tunnel, req, ctx).await
+                forward::forward(visitors, tunnel, req, ctx).await
             }
-            _ => match hold::elsewhere(state, hostname, req, ctx).await {
+            _ => match hold::elsewhere(visitors, hostname, req, ctx).await {
                 Err(EdgeError::UnknownTunnel { host }) => Err(EdgeError::UnknownHost { host }),
                 other => other,
             },
@@ -101,24 +90,24 @@ async fn route(
 /// With TLS on, the plain listener answers ACME HTTP-01 challenges and the edge's own
 /// `/_warren/*` endpoints (agents, probes, health), and redirects everything else to HTTPS.
 async fn redirect_or_route(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     req: Request<Incoming>,
     ctx: &RequestContext,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let path = req.uri().path();
     if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) {
-        return acme_challenge(state, token).await;
+        return acme_challenge(visitors, token).await;
     }
     if path.starts_with("/_warren/") || path == "/healthz" || path == "/readyz" {
-        return route(state, req, ctx).await;
+        return route(visitors, req, ctx).await;
     }
     let host = host::request_host(&req)?;
     let port = match (
-        state.config.public_scheme.as_str(),
-        state.config.public_port,
+        visitors.config.public_scheme.as_str(),
+        visitors.config.public_port,
     ) {
         ("https", Some(port)) => Some(port),
-        _ => state.tls_addr.map(|a| a.port()),
+        _ => visitors.tls_addr.map(|a| a.port()),
     };
     let authority = match port {
         Some(443) | None => host,
@@ -139,8 +128,8 @@ async fn redirect_or_route(
 /// Where ACME HTTP-01 validation requests arrive (RFC 8555 §8.3).
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
-async fn acme_challenge(state: &EdgeState, token: &str) -> Result<Response<EdgeBody>, EdgeError> {
-    let manager = state.tls.as_ref().and_then(|t| t.manager.as_ref());
+async fn acme_challenge(visitors: &Visitors, token: &str) -> Result<Response<EdgeBody>, EdgeError> {
+    let manager = visitors.tls.as_ref().and_then(|t| t.manager.as_ref());
     let Some(manager) = manager else {
         return Err(EdgeError::NotFound);
     };
@@ -157,11 +146,11 @@ async fn acme_challenge(state: &EdgeState, token: &str) -> Result<Response<EdgeB
 }
 
 /// The visitor's own `X-Request-Id` if it is sane, else a fresh one.
-fn request_id(state: &EdgeState, req: &Request<Incoming>) -> String {
+fn request_id(visitors: &Visitors, req: &Request<Incoming>) -> String {
     req.headers()
-        .get(&crate::visitor::headers::X_REQUEST_ID)
+        .get(&crate::forwarding::headers::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
-        .unwrap_or_else(|| state.next_request_id())
+        .unwrap_or_else(|| visitors.next_request_id())
 }

@@ -1,8 +1,8 @@
 //! The one place where a failed visitor request becomes a response: an HTML page for
 //! browsers, JSON for everything else, always with a `Warren-Error` header naming the failure.
 
+use crate::body::EdgeBody;
 use crate::error::EdgeError;
-use crate::visitor::body::EdgeBody;
 use http::{HeaderValue, Response, header};
 
 /// The header naming an error the edge produced itself (absent on proxied responses).

@@ -1,13 +1,14 @@
 //! A visitor request on its way to the local service: rewrite its headers, send it down the
 //! tunnel, stream the response back, and tell the agent how it went.
 
+use crate::body::{EdgeBody, Metered, OnEnd};
 use crate::error::EdgeError;
-use crate::state::EdgeState;
+use crate::forwarding::headers;
 use crate::tunnel::LiveTunnel;
 use crate::tunnel::request_log::RequestLogQueue;
-use crate::visitor::body::{EdgeBody, Metered, OnEnd};
+use crate::visitor::Visitors;
 use crate::visitor::dispatch::RequestContext;
-use crate::visitor::{headers, upgrade};
+use crate::visitor::upgrade;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
@@ -23,7 +24,7 @@ const MAX_LOGGED_PATH: usize = 512;
 const MAX_LOGGED_METHOD: usize = 32;
 
 pub async fn forward(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     tunnel: Arc<LiveTunnel>,
     mut req: Request<Incoming>,
     ctx: &RequestContext,
@@ -89,7 +90,7 @@ pub async fn forward(
     let mut response = match tunnel
         .send(
             Request::from_parts(parts, body),
-            state.config.upstream_timeout,
+            visitors.config.upstream_timeout,
         )
         .await
     {

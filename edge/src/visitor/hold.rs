@@ -8,10 +8,10 @@
 //! (that edge died, or the agent is moving). A request is sent again after a failed relay only
 //! if it had no body, so nothing a visitor sent is ever lost or duplicated.
 
+use crate::body::EdgeBody;
 use crate::error::EdgeError;
 use crate::relay::client::{self, Owner, RelayFailure};
-use crate::state::EdgeState;
-use crate::visitor::body::EdgeBody;
+use crate::visitor::Visitors;
 use crate::visitor::dispatch::RequestContext;
 use crate::visitor::forward;
 use http::{Request, Response};
@@ -23,37 +23,50 @@ use std::time::{Duration, Instant};
 const POLL_ROUTES: Duration = Duration::from_millis(100);
 
 pub async fn elsewhere(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     hostname: String,
     mut req: Request<Incoming>,
     ctx: &RequestContext,
 ) -> Result<Response<EdgeBody>, EdgeError> {
-    let hold = state.config.hold_timeout;
+    let hold = visitors.config.hold_timeout;
     let deadline = Instant::now() + hold;
     let mut permit = None;
     loop {
-        let served = state.registry.served();
+        let served = visitors.agents.registry.served();
         tokio::pin!(served);
         served.as_mut().enable();
-        let local = state.registry.lookup(&hostname);
+        let local = visitors.agents.registry.lookup(&hostname);
         if let Some(tunnel) = &local
             && !tunnel.session.is_going_away()
         {
-            return forward::forward(state, tunnel.clone(), req, ctx).await;
+            return forward::forward(visitors, tunnel.clone(), req, ctx).await;
         }
         // A dead or draining session still registered here: its agent is reconnecting, maybe
         // already to another edge (in a cluster the route says where).
-        let reconnecting = match &state.relay {
-            None => local.is_some() || state.registry.recently_lost(&hostname, hold),
-            Some(relay) => match client::resolve(state, relay, &hostname).await? {
-                None => local.is_some() || state.registry.recently_lost(&hostname, hold),
+        let reconnecting = match &visitors.relay {
+            None => local.is_some() || visitors.agents.registry.recently_lost(&hostname, hold),
+            Some(relay) => match client::resolve(
+                relay,
+                visitors.agents.routes.as_ref(),
+                &visitors.agents.edge_id,
+                &hostname,
+            )
+            .await?
+            {
+                None => local.is_some() || visitors.agents.registry.recently_lost(&hostname, hold),
                 Some(Owner::Here | Owner::Gone) => true,
                 Some(Owner::Remote {
                     edge_id,
                     relay_addr,
                 }) => {
                     let owner = (edge_id.as_str(), relay_addr.as_str());
-                    match client::relay(state, relay, owner, &hostname, req, ctx).await {
+                    let origin = client::Origin {
+                        visitor: ctx.peer.ip(),
+                        proto: ctx.proto,
+                        request_id: &ctx.request_id,
+                    };
+                    let timeout = visitors.config.upstream_timeout;
+                    match client::relay(relay, owner, &hostname, req, &origin, timeout).await {
                         Ok(response) => return Ok(response),
                         Err(RelayFailure::Failed(error)) => return Err(error),
                         Err(RelayFailure::Unreachable(Some(given_back))) => {
@@ -75,18 +88,18 @@ pub async fn elsewhere(
             });
         }
         if permit.is_none() {
-            let acquired = state.held.clone().try_acquire_owned();
+            let acquired = visitors.held.clone().try_acquire_owned();
             permit = Some(acquired.map_err(|_| EdgeError::AgentUnreachable)?);
             tracing::debug!(host = %hostname, "holding a visitor request while the agent reconnects");
         }
         let left = deadline.saturating_duration_since(Instant::now());
         // A draining edge in a cluster keeps holding: the agent is moving to another edge, and
         // the request is relayed there once its new session holds the route.
-        if left.is_zero() || (state.shutdown.is_cancelled() && state.relay.is_none()) {
+        if left.is_zero() || (visitors.life.draining.is_cancelled() && visitors.relay.is_none()) {
             return Err(EdgeError::AgentUnreachable);
         }
         // A session on this edge wakes the request at once; other edges are polled.
-        let wait = if state.relay.is_some() {
+        let wait = if visitors.relay.is_some() {
             POLL_ROUTES.min(left)
         } else {
             left

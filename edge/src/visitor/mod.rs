@@ -8,19 +8,111 @@
 //! - `apex.rs`: the edge's own endpoints (tunnel endpoint, health).
 //! - `hold.rs`: a tunnel not served here: relayed to the edge that serves it (`relay/`), or held
 //!   while its agent reconnects.
+//! - `relayed.rs`: a request another edge relayed here, for a tunnel served here.
 //! - `forward.rs`: sending the request down the tunnel and streaming the response back.
-//! - `headers.rs`: hop-by-hop and forwarding headers.
 //! - `upgrade.rs`: WebSocket and other protocol switches, spliced both ways.
-//! - `body.rs`: streamed, counted bodies.
 //! - `error_page.rs`: every failure becomes a response here.
+//!
+//! What the edge changes in requests and responses on the way is decided in `forwarding/`.
 
 pub mod apex;
-pub mod body;
 pub mod dispatch;
 pub mod error_page;
 pub mod forward;
 pub mod h1;
-pub mod headers;
 pub mod hold;
+pub mod relayed;
 pub mod serve;
 pub mod upgrade;
+
+use crate::config::EdgeConfig;
+use crate::lifecycle::Lifecycle;
+use crate::relay::client::Relay;
+use crate::tls::Tls;
+use crate::tunnel::Agents;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+
+/// The visitor side's shared handles.
+pub struct Visitors {
+    pub config: Arc<EdgeConfig>,
+    /// The tunnels served here, and where agents connect.
+    pub agents: Arc<Agents>,
+    /// In a cluster: how requests for tunnels held by other edges reach them.
+    pub relay: Option<Relay>,
+    /// HTTPS for visitors, when the edge serves it.
+    pub tls: Option<Arc<Tls>>,
+    /// The TLS listener's address: where the visitor listener redirects to.
+    pub tls_addr: Option<SocketAddr>,
+    /// Caps visitor requests held while their agent reconnects.
+    pub held: Arc<Semaphore>,
+    pub life: Lifecycle,
+    request_counter: AtomicU64,
+}
+
+impl Visitors {
+    pub fn new(
+        agents: Arc<Agents>,
+        relay: Option<Relay>,
+        tls: Option<Arc<Tls>>,
+        tls_addr: Option<SocketAddr>,
+    ) -> Visitors {
+        Visitors {
+            config: agents.config.clone(),
+            held: Arc::new(Semaphore::new(agents.config.max_held)),
+            life: agents.life.clone(),
+            agents,
+            relay,
+            tls,
+            tls_addr,
+            request_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A request id unique on this edge: its id and a counter (cheap: no randomness per request).
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        let edge_id = &self.agents.edge_id;
+        // `{edge_id}-{n:x}`, without the formatting machinery (it ran once per request).
+        let mut id = String::with_capacity(edge_id.len() + 17);
+        id.push_str(edge_id);
+        id.push('-');
+        push_hex(&mut id, n);
+        id
+    }
+}
+
+/// Appends `n` in lower-case hexadecimal, no leading zeros (as `{n:x}`).
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(char::from(DIGITS[((n >> (i * 4)) & 0xf) as usize]));
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    #[test]
+    fn push_hex_matches_the_format_macro() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            0xdead_beef,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            let mut out = String::new();
+            super::push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}"));
+        }
+    }
+}

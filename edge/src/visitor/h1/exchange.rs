@@ -39,7 +39,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// edge's error page; after it, the visitor's connection is closed so a cut response is
 /// never mistaken for a whole one.
 pub(crate) async fn run<S>(
-    state: &crate::state::EdgeState,
+    visitors: &crate::visitor::Visitors,
     visitor: &mut Visitor<S>,
     prepared: Prepared,
 ) -> Next
@@ -56,7 +56,7 @@ where
     visitor.buf.advance(facts.head_len);
     tunnel.counters.requests.fetch_add(1, Ordering::Relaxed);
     let head = head.freeze();
-    let timeout = state.config.upstream_timeout;
+    let timeout = visitors.config.upstream_timeout;
 
     let mut upload = Upload::new(facts.body);
     let mut attempt = 0;
@@ -106,7 +106,7 @@ where
         }
     };
     // The visitor's connection carries on only if this request was read to its end.
-    let close_visitor = facts.close || !upload.done || state.shutdown.is_cancelled();
+    let close_visitor = facts.close || !upload.done || visitors.life.draining.is_cancelled();
     let rfacts = response;
     // The response head was written into the connection's reusable buffer.
     let mut bytes = std::mem::take(&mut visitor.out);

@@ -51,32 +51,34 @@ pub struct ChunkError(pub &'static str);
 /// Decodes the chunked coding from a buffer that fills as bytes arrive.
 #[derive(Debug, Clone)]
 pub struct ChunkDecoder {
-    state: State,
+    visitors: State,
 }
 
 impl Default for ChunkDecoder {
     fn default() -> Self {
-        ChunkDecoder { state: State::Size }
+        ChunkDecoder {
+            visitors: State::Size,
+        }
     }
 }
 
 impl ChunkDecoder {
     pub fn is_done(&self) -> bool {
-        self.state == State::Done
+        self.visitors == State::Done
     }
 
     /// The next piece decodable from `buf` (consuming what it used), or `Ok(None)` when more
     /// bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Piece>, ChunkError> {
         loop {
-            match self.state {
+            match self.visitors {
                 State::Size => {
                     let Some(line_end) = find_crlf(buf, MAX_CHUNK_LINE)? else {
                         return Ok(None);
                     };
                     let size = chunk_size(&buf[..line_end])?;
                     buf.advance(line_end + 2);
-                    self.state = if size == 0 {
+                    self.visitors = if size == 0 {
                         State::Trailers
                     } else {
                         State::Data(size)
@@ -91,7 +93,7 @@ impl ChunkDecoder {
                         .min(buf.len());
                     let data = buf.split_to(take).freeze();
                     let left = remaining - take as u64;
-                    self.state = if left == 0 {
+                    self.visitors = if left == 0 {
                         State::DataEnd
                     } else {
                         State::Data(left)
@@ -106,14 +108,14 @@ impl ChunkDecoder {
                         return Err(ChunkError("chunk data is not followed by CRLF"));
                     }
                     buf.advance(2);
-                    self.state = State::Size;
+                    self.visitors = State::Size;
                 }
                 State::Trailers => {
                     // Field lines up to an empty line; the section ends at the first CRLF CRLF
                     // (or at once, when the empty line comes first).
                     if buf.len() >= 2 && &buf[..2] == b"\r\n" {
                         buf.advance(2);
-                        self.state = State::Done;
+                        self.visitors = State::Done;
                         return Ok(Some(Piece::End(Bytes::new())));
                     }
                     let Some(end) = find(buf, b"\r\n\r\n", MAX_TRAILERS)? else {
@@ -124,7 +126,7 @@ impl ChunkDecoder {
                     if trailers.contains(&0) {
                         return Err(ChunkError("NUL in the trailer section"));
                     }
-                    self.state = State::Done;
+                    self.visitors = State::Done;
                     return Ok(Some(Piece::End(trailers)));
                 }
                 State::Done => return Ok(None),

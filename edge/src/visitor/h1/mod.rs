@@ -19,8 +19,8 @@ pub mod rewind;
 
 use crate::config::DEFAULT_MAX_HEADERS;
 use crate::host::{self, Target};
-use crate::state::EdgeState;
 use crate::tunnel::LiveTunnel;
+use crate::visitor::Visitors;
 use crate::visitor::dispatch::Listener;
 use crate::visitor::forward::RequestLogger;
 use bytes::BytesMut;
@@ -68,7 +68,7 @@ pub enum Next {
 }
 
 /// Serves a visitor connection, proxying what it can and handing the rest to hyper.
-pub async fn serve<S>(state: Arc<EdgeState>, io: S, peer: SocketAddr, listener: Listener)
+pub async fn serve<S>(visitors: Arc<Visitors>, io: S, peer: SocketAddr, listener: Listener)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -85,18 +85,18 @@ where
         spare_head: BytesMut::new(),
     };
     loop {
-        let prepared = match next_request(&state, &mut visitor).await {
+        let prepared = match next_request(&visitors, &mut visitor).await {
             Ok(Some(prepared)) => prepared,
             Ok(None) => return,
             Err(Fallback(why)) => {
                 tracing::trace!(visitor = %peer, why, "connection handed to the general path");
                 let Visitor { io, buf, .. } = visitor;
                 let io = rewind::Rewind::new(buf.freeze(), io);
-                return crate::visitor::serve::serve(state, io, peer, listener).await;
+                return crate::visitor::serve::serve(visitors, io, peer, listener).await;
             }
         };
-        match exchange::run(&state, &mut visitor, prepared).await {
-            Next::KeepAlive if !state.shutdown.is_cancelled() => {}
+        match exchange::run(&visitors, &mut visitor, prepared).await {
+            Next::KeepAlive if !visitors.life.draining.is_cancelled() => {}
             Next::Done => {
                 exchange::close_now(&mut visitor).await;
                 return;
@@ -112,7 +112,7 @@ where
 /// Reads until a whole request head is buffered and routed. `Ok(None)`: the visitor left,
 /// stayed idle too long, or the edge is shutting down.
 async fn next_request<S>(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     visitor: &mut Visitor<S>,
 ) -> Result<Option<Prepared>, Fallback>
 where
@@ -122,12 +122,12 @@ where
     loop {
         if !visitor.buf.is_empty() {
             let mut spare = std::mem::take(&mut visitor.spare_head);
-            let prepared = prepare(state, visitor, &mut spare);
+            let prepared = prepare(visitors, visitor, &mut spare);
             visitor.spare_head = spare;
             if let Some(prepared) = prepared? {
                 return Ok(Some(prepared));
             }
-            if visitor.buf.len() > max_head(state) {
+            if visitor.buf.len() > max_head(visitors) {
                 // hyper answers with 431.
                 return Err(Fallback("request head too large"));
             }
@@ -135,12 +135,12 @@ where
         // `--handshake-timeout` bounds the wait for the next whole head, idle time of a
         // kept-alive connection included (counted from the end of the previous response).
         let deadline = *head_deadline
-            .get_or_insert_with(|| tokio::time::Instant::now() + state.config.handshake_timeout);
+            .get_or_insert_with(|| tokio::time::Instant::now() + visitors.config.handshake_timeout);
         visitor.buf.reserve(READ_SIZE);
         let read = tokio::select! {
             read = visitor.io.read_buf(&mut visitor.buf) => read,
             () = tokio::time::sleep_until(deadline) => return Ok(None),
-            () = state.shutdown.cancelled(), if visitor.buf.is_empty() => return Ok(None),
+            () = visitors.life.draining.cancelled(), if visitor.buf.is_empty() => return Ok(None),
         };
         match read {
             Ok(0) | Err(_) => return Ok(None),
@@ -150,28 +150,29 @@ where
 }
 
 /// The largest request head accepted (the general path's limit too).
-fn max_head(state: &EdgeState) -> usize {
-    state.config.max_header_bytes.max(8192)
+fn max_head(visitors: &Visitors) -> usize {
+    visitors.config.max_header_bytes.max(8192)
 }
 
 /// Parses the buffered head; `Ok(None)` if it is incomplete. The head for the local service
 /// is written into `spare` (taken from it when the request is ready).
 fn prepare<S>(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     visitor: &Visitor<S>,
     spare: &mut BytesMut,
 ) -> Result<Option<Prepared>, Fallback> {
     let mut table = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
     let mut grown;
-    let headers: &mut [httparse::Header<'_>] = if state.config.max_headers == DEFAULT_MAX_HEADERS {
+    let headers: &mut [httparse::Header<'_>] = if visitors.config.max_headers == DEFAULT_MAX_HEADERS
+    {
         &mut table
     } else {
-        grown = vec![httparse::EMPTY_HEADER; state.config.max_headers];
+        grown = vec![httparse::EMPTY_HEADER; visitors.config.max_headers];
         &mut grown
     };
     let mut req = httparse::Request::new(headers);
     let head_len = match req.parse(&visitor.buf) {
-        Ok(httparse::Status::Complete(len)) if len <= max_head(state) => len,
+        Ok(httparse::Status::Complete(len)) if len <= max_head(visitors) => len,
         // hyper answers with 431.
         Ok(httparse::Status::Complete(_)) => return Err(Fallback("request head too large")),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -179,8 +180,8 @@ fn prepare<S>(
     };
     let facts = head::inspect(&req, head_len)?;
     let hostname = host::normalize(&facts.host_value);
-    let tunnel = match host::classify_among(&hostname, state.config.domains()) {
-        Ok(Target::Tunnel(name) | Target::Custom(name)) => state.registry.lookup(&name),
+    let tunnel = match host::classify_among(&hostname, visitors.config.domains()) {
+        Ok(Target::Tunnel(name) | Target::Custom(name)) => visitors.agents.registry.lookup(&name),
         _ => None,
     };
     let Some(tunnel) = tunnel.filter(|t| !t.session.is_going_away()) else {
@@ -189,7 +190,7 @@ fn prepare<S>(
     let request_id = facts
         .request_id
         .clone()
-        .unwrap_or_else(|| state.next_request_id());
+        .unwrap_or_else(|| visitors.next_request_id());
     let mut head = std::mem::take(spare);
     head.clear();
     head::write_request(

@@ -1,7 +1,6 @@
-//! Graceful shutdown: the accept loops have stopped and visitor connections finish their
-//! current request; agents get GOAWAY normal so they reconnect elsewhere while their in-flight
-//! streams complete; after the grace period whatever is left is closed. A second signal exits
-//! at once (`main.rs`).
+//! The agent side of a graceful shutdown: agents get GOAWAY normal so they reconnect elsewhere
+//! while their in-flight streams complete. The edge's own part (stop accepting, wait for every
+//! task within the grace period, then close what is left) is in `lib.rs`.
 //!
 //! Make before break: in a cluster a draining session stays open until its agent's new session
 //! (on another edge) holds the route — the agent closes the old one itself once it is welcomed
@@ -10,7 +9,7 @@
 //! Meanwhile requests for it are held or relayed (`visitor/hold.rs`), never sent down the
 //! draining session.
 
-use crate::state::EdgeState;
+use crate::tunnel::Agents;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +19,16 @@ use warren_session::Session;
 /// How often a draining session checks whether its agent's new session holds the route.
 const POLL_MOVED: Duration = Duration::from_millis(100);
 
-pub async fn drain(state: &Arc<EdgeState>) {
-    let grace = state.config.shutdown_grace;
-    let sessions = state.registry.sessions_by_id();
+/// Sends GOAWAY on every session and spawns, for each, a task that closes it once it is idle
+/// (in a cluster, once its routes moved away too) or when the grace period ends.
+pub fn sessions(agents: &Arc<Agents>, clustered: bool) {
+    let grace = agents.config.shutdown_grace;
+    let sessions = agents.registry.sessions_by_id();
     tracing::info!(sessions = sessions.len(), ?grace, "edge draining");
     // Idle pooled streams would hold every session open until the grace period ends.
-    state.registry.clear_pools();
+    agents.registry.clear_pools();
     let mut hostnames: HashMap<String, Vec<String>> = HashMap::new();
-    for tunnel in state.registry.tunnels() {
+    for tunnel in agents.registry.tunnels() {
         hostnames
             .entry(tunnel.session_id.clone())
             .or_default()
@@ -36,11 +37,11 @@ pub async fn drain(state: &Arc<EdgeState>) {
     for (session_id, session) in sessions {
         session.go_away(GoAwayCode::Normal, "edge shutting down");
         let hosts = hostnames.remove(&session_id).unwrap_or_default();
-        let task_state = state.clone();
-        state.tasks.spawn(async move {
+        let task_agents = agents.clone();
+        agents.life.tasks.spawn(async move {
             let finished = async {
-                if task_state.relay.is_some() {
-                    moved_away(&task_state, &session, &session_id, &hosts).await;
+                if clustered {
+                    moved_away(&task_agents, &session, &session_id, &hosts).await;
                 }
                 session.idle().await;
             };
@@ -48,33 +49,26 @@ pub async fn drain(state: &Arc<EdgeState>) {
             session.close();
         });
     }
-    state.tasks.close();
-    if tokio::time::timeout(grace, state.tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing what is left");
-        for session in state.registry.sessions() {
-            session.close();
-        }
-        // The closed sessions' tasks clean up (release routes, queue their `Ended` reports)
-        // as soon as they notice; give them a moment.
-        let _ = tokio::time::timeout(Duration::from_secs(1), state.tasks.wait()).await;
+}
+
+/// Closes every session still open (the grace period is over).
+pub fn close_all(agents: &Agents) {
+    for session in agents.registry.sessions() {
+        session.close();
     }
-    tracing::info!("edge stopped");
 }
 
 /// Resolves once no route names this session any more (the agent's new session took them
 /// over, or they expired), the session ended, or the route table cannot say (Redis down: the
 /// agent could not claim anything either, so waiting helps nobody).
-async fn moved_away(state: &EdgeState, session: &Session, session_id: &str, hostnames: &[String]) {
+async fn moved_away(agents: &Agents, session: &Session, session_id: &str, hostnames: &[String]) {
     loop {
         if session.is_ended() {
             return;
         }
         let mut held = false;
         for host in hostnames {
-            match state.routes.lookup(host).await {
+            match agents.routes.lookup(host).await {
                 Ok(Some(route)) if route.session_id == session_id => held = true,
                 Ok(_) => {}
                 Err(e) => {

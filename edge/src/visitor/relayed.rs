@@ -1,14 +1,14 @@
-//! The owning edge's side of a relay: only requests carrying the cluster's relay key, never
-//! relayed again, served from this edge's own sessions.
+//! A request another edge relayed here (`relay/`), on the relay listener: only requests
+//! carrying the cluster's relay key, never relayed again, served from this edge's own sessions.
 
-use super::{
+use crate::body::EdgeBody;
+use crate::error::EdgeError;
+use crate::host::{self, Target};
+use crate::relay::{
     RELAY_HOPS, RELAY_KEY, RELAY_MOVED, RELAY_PROTO, RELAY_REQUEST_ID, RELAY_VISITOR,
     strip_relay_headers,
 };
-use crate::error::EdgeError;
-use crate::host::{self, Target};
-use crate::state::EdgeState;
-use crate::visitor::body::EdgeBody;
+use crate::visitor::Visitors;
 use crate::visitor::dispatch::RequestContext;
 use crate::visitor::forward;
 use http::{Request, Response};
@@ -21,11 +21,11 @@ use std::time::Instant;
 pub const MAX_HOPS: u32 = 1;
 
 pub async fn handle(
-    state: &Arc<EdgeState>,
+    visitors: &Arc<Visitors>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<EdgeBody>, EdgeError> {
-    let Some(relay) = state.relay.as_ref() else {
+    let Some(relay) = visitors.relay.as_ref() else {
         return Err(EdgeError::NotFound);
     };
     let authentic = req
@@ -49,7 +49,7 @@ pub async fn handle(
         .unwrap_or(peer.ip());
     let request_id = header_str(&req, &RELAY_REQUEST_ID)
         .filter(|id| !id.is_empty() && id.len() <= 128)
-        .map_or_else(|| state.next_request_id(), str::to_string);
+        .map_or_else(|| visitors.next_request_id(), str::to_string);
     // Only the two schemes an edge listens with; anything else is treated as plain HTTP.
     let proto = match header_str(&req, &RELAY_PROTO) {
         Some("https") => "https",
@@ -62,15 +62,16 @@ pub async fn handle(
         request_id,
         started: Instant::now(),
     };
-    let hostname = match host::classify_among(&host::request_host(&req)?, state.config.domains())? {
-        Target::Tunnel(hostname) | Target::Custom(hostname) => hostname,
-        Target::Apex => return Err(EdgeError::NotFound),
-    };
+    let hostname =
+        match host::classify_among(&host::request_host(&req)?, visitors.config.domains())? {
+            Target::Tunnel(hostname) | Target::Custom(hostname) => hostname,
+            Target::Apex => return Err(EdgeError::NotFound),
+        };
     // No second hop: if this edge lost the session meanwhile (or it is draining while its
     // agent moves to another edge), the first edge is told to look again and hold or retry.
-    match state.registry.lookup(&hostname) {
+    match visitors.agents.registry.lookup(&hostname) {
         Some(tunnel) if !tunnel.session.is_going_away() => {
-            forward::forward(state, tunnel, req, &ctx).await
+            forward::forward(visitors, tunnel, req, &ctx).await
         }
         _ => Ok(moved(&ctx.request_id)),
     }
