@@ -30,11 +30,15 @@ pub async fn accept_loop(visitors: Arc<Visitors>, listener: TcpListener, kind: L
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
+        let Some(admission) = visitors.limits.admit(kind) else {
+            // Over the cap with the refusal path full too: closed at once (counted).
+            continue;
+        };
         let span = tracing::debug_span!("conn", peer = %peer);
         let conn_visitors = visitors.clone();
         visitors.life.tasks.spawn(
             async move {
-                serve::connection(conn_visitors, socket, peer, kind).await;
+                serve::connection(conn_visitors, admission, socket, peer, kind).await;
             }
             .instrument(span),
         );

@@ -4,6 +4,7 @@
 
 use crate::body::EdgeBody;
 use crate::error::EdgeError;
+use crate::limits::ConnectionLimits;
 use crate::tls::Tls;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -13,6 +14,7 @@ pub const CERTS_PATH: &str = "/_warren/certs";
 
 pub async fn handle(
     tls: Option<&Tls>,
+    limits: &ConnectionLimits,
     req: Request<Incoming>,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let summaries = tls.map(|t| t.resolver.summaries()).unwrap_or_default();
@@ -21,14 +23,17 @@ pub async fn handle(
             let body = serde_json::json!({ "certificates": summaries }).to_string();
             Ok(with_type(body, "application/json"))
         }
-        "/metrics" => Ok(with_type(metrics(&summaries), "text/plain; version=0.0.4")),
+        "/metrics" => Ok(with_type(
+            metrics(&summaries, limits),
+            "text/plain; version=0.0.4",
+        )),
         "/healthz" => Ok(with_type("ok\n".into(), "text/plain")),
         _ => Err(EdgeError::NotFound),
     }
 }
 
 /// `warren_edge_certificate_expiry_seconds{name="…"}`: each served name's `notAfter`.
-fn metrics(summaries: &[crate::tls::resolver::CertSummary]) -> String {
+fn metrics(summaries: &[crate::tls::resolver::CertSummary], limits: &ConnectionLimits) -> String {
     let mut out = String::from(
         "# HELP warren_edge_certificate_expiry_seconds When the certificate served for a name \
          expires (Unix time).\n# TYPE warren_edge_certificate_expiry_seconds gauge\n",
@@ -43,6 +48,23 @@ fn metrics(summaries: &[crate::tls::resolver::CertSummary]) -> String {
                 cert.not_after
             );
         }
+    }
+    let refused = &limits.refused;
+    out.push_str(
+        "# HELP warren_edge_connections_refused_total Connections over a cap: answered 503 \
+         (listener full) or 429 (address over its cap), or closed at once.\n\
+         # TYPE warren_edge_connections_refused_total counter\n",
+    );
+    for (reason, counter) in [
+        ("listener_full", &refused.full),
+        ("per_address", &refused.per_address),
+        ("dropped", &refused.dropped),
+    ] {
+        let _ = writeln!(
+            out,
+            "warren_edge_connections_refused_total{{reason=\"{reason}\"}} {}",
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
     out
 }

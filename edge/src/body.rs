@@ -26,6 +26,7 @@ pin_project! {
         shared: Option<Arc<AtomicU64>>,
         total: Option<Arc<AtomicU64>>,
         on_end: Option<Box<dyn OnEnd>>,
+        trailers: Option<fn(&mut http::HeaderMap)>,
     }
 
     impl PinnedDrop for Metered {
@@ -46,7 +47,14 @@ impl Metered {
             shared: None,
             total: None,
             on_end: None,
+            trailers: None,
         }
+    }
+
+    /// Passes every trailer section through `filter` (the forwarding policy's).
+    pub fn filtering_trailers(mut self, filter: fn(&mut http::HeaderMap)) -> Metered {
+        self.trailers = Some(filter);
+        self
     }
 
     /// Also adds every byte to `counter` (read by whoever logs the request).
@@ -76,7 +84,12 @@ impl Body for Metered {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
+        let mut polled = this.inner.as_mut().poll_frame(cx);
+        if let (Some(filter), Poll::Ready(Some(Ok(frame)))) = (this.trailers, &mut polled)
+            && let Some(trailers) = frame.trailers_mut()
+        {
+            filter(trailers);
+        }
         let ended = match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -160,5 +173,41 @@ impl Body for EdgeBody {
             EdgeBody::Proxied { body } => body.size_hint(),
             EdgeBody::Local { body } => body.size_hint(),
         }
+    }
+}
+
+pin_project! {
+    /// A response body that holds `guard` until it is done (sent or dropped): how a hyper
+    /// connection knows a request is still in flight.
+    pub struct Tracked<G> {
+        #[pin]
+        inner: EdgeBody,
+        guard: G,
+    }
+}
+
+impl<G> Tracked<G> {
+    pub fn new(inner: EdgeBody, guard: G) -> Tracked<G> {
+        Tracked { inner, guard }
+    }
+}
+
+impl<G> Body for Tracked<G> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

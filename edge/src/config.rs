@@ -81,6 +81,89 @@ pub struct EdgeConfig {
     #[arg(long, env = "WARREN_EDGE_MAX_CONNECTIONS", default_value_t = 50_000)]
     pub max_connections: usize,
 
+    /// Visitor connections from one client address at once (an IPv6 client counts by its
+    /// /64). More are answered 429 and closed.
+    #[arg(
+        long,
+        env = "WARREN_EDGE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Hold loopback clients to --max-connections-per-ip too (by default they are exempt:
+    /// `warren dev`, local load tests and a TLS terminator on the same host come from there).
+    #[arg(long, env = "WARREN_EDGE_LIMIT_LOOPBACK")]
+    pub limit_loopback: bool,
+
+    /// Concurrent connections on the agents-only listener (--tunnel-listen).
+    #[arg(
+        long,
+        env = "WARREN_EDGE_MAX_AGENT_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_agent_connections: usize,
+
+    /// Concurrent connections on the relay listener (other edges).
+    #[arg(
+        long,
+        env = "WARREN_EDGE_MAX_RELAY_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_relay_connections: usize,
+
+    /// Concurrent connections on the admin listener.
+    #[arg(long, env = "WARREN_EDGE_MAX_ADMIN_CONNECTIONS", default_value_t = 64)]
+    pub max_admin_connections: usize,
+
+    /// A visitor that takes no response bytes for this long is disconnected, and its tunnel
+    /// stream released.
+    #[arg(long, env = "WARREN_EDGE_VISITOR_WRITE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub visitor_write_timeout: Duration,
+
+    /// An HTTP/2 (or hyper-served HTTP/1.1) visitor connection with no request in flight for
+    /// this long is closed gracefully.
+    #[arg(long, env = "WARREN_EDGE_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Concurrent requests (streams) on one HTTP/2 visitor connection.
+    #[arg(long, env = "WARREN_EDGE_HTTP2_MAX_STREAMS", default_value_t = 100)]
+    pub http2_max_streams: u32,
+
+    /// An upgraded connection (WebSocket) with no byte either way for this long is closed.
+    /// Default: never (the agent's and the visitor's own pings keep such connections alive).
+    #[arg(long, env = "WARREN_EDGE_WEBSOCKET_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub websocket_idle_timeout: Option<Duration>,
+
+    /// Peers (CIDR, repeatable) whose X-Forwarded-For, Forwarded and X-Real-IP are kept and
+    /// extended: a load balancer or TLS terminator in front of the edge. Everyone else's are
+    /// replaced with the address the edge saw.
+    #[arg(
+        long = "trusted-proxy",
+        env = "WARREN_EDGE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Expect a PROXY protocol (v1 or v2) header on every connection to the public and agent
+    /// listeners (the edge is behind an L4 load balancer); connections without a valid one are
+    /// closed. The client address it carries is the one the edge uses.
+    #[arg(long, env = "WARREN_EDGE_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+
+    /// Failed agent authentications one address may make per minute before its handshakes
+    /// are refused without being checked.
+    #[arg(
+        long,
+        env = "WARREN_EDGE_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub auth_failures_per_minute: u32,
+
+    /// Which engine serves HTTP/1.1 visitors: `core` (the proxy core, default) or `hyper`
+    /// (the general path for every request; slower, for comparison or as a fallback).
+    #[arg(long, env = "WARREN_EDGE_HTTP1_ENGINE", default_value = "core", value_parser = ["core", "hyper"])]
+    pub http1_engine: String,
+
     /// Idle upstream connections kept per tunnel for reuse.
     #[arg(long, env = "WARREN_EDGE_POOL_IDLE", default_value_t = 256)]
     pub pool_idle_per_tunnel: usize,
@@ -150,6 +233,19 @@ impl Default for EdgeConfig {
             max_sessions: 10_000,
             max_connections: 50_000,
             pool_idle_per_tunnel: 256,
+            max_connections_per_ip: 256,
+            limit_loopback: false,
+            max_agent_connections: 10_000,
+            max_relay_connections: 10_000,
+            max_admin_connections: 64,
+            visitor_write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            http2_max_streams: 100,
+            websocket_idle_timeout: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
+            auth_failures_per_minute: 10,
+            http1_engine: "core".into(),
             heartbeat_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             serve_domains: Vec::new(),
@@ -184,6 +280,10 @@ impl fmt::Debug for EdgeConfig {
             .field("max_streams_per_session", &self.max_streams_per_session)
             .field("max_sessions", &self.max_sessions)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("visitor_write_timeout", &self.visitor_write_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("proxy_protocol", &self.proxy_protocol)
             .field("serve_domains", &self.serve_domains)
             .field(
                 "redis_url",
@@ -218,12 +318,39 @@ impl EdgeConfig {
         if self.max_header_bytes < 8192 {
             return Err("--max-header-bytes must be at least 8192".into());
         }
-        if self.max_streams_per_session == 0 || self.max_sessions == 0 || self.max_connections == 0
+        if self.max_streams_per_session == 0
+            || self.max_sessions == 0
+            || self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.max_agent_connections == 0
+            || self.max_relay_connections == 0
+            || self.max_admin_connections == 0
+            || self.http2_max_streams == 0
         {
             return Err(
-                "--max-streams, --max-sessions and --max-connections must be at least 1".into(),
+                "--max-streams, --max-sessions, --max-connections, --max-connections-per-ip, \
+                 --max-agent-connections, --max-relay-connections, --max-admin-connections and \
+                 --http2-max-streams must be at least 1"
+                    .into(),
             );
         }
+        for (flag, value) in [
+            ("--visitor-write-timeout", self.visitor_write_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--upstream-timeout", self.upstream_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                return Err(format!("{flag} must be at least 100ms"));
+            }
+        }
+        if !matches!(self.http1_engine.as_str(), "core" | "hyper") {
+            return Err(format!(
+                "--http1-engine must be core or hyper, not {:?}",
+                self.http1_engine
+            ));
+        }
+        crate::forwarding::client::TrustedProxies::parse(&self.trusted_proxies)?;
         if let Some(key) = &self.relay_key
             && (key.len() < 16 || !key.bytes().all(|b| b.is_ascii_graphic()))
         {

@@ -35,6 +35,10 @@ pub enum EdgeError {
     LocalError(String),
     #[error("the edge is shutting down")]
     ShuttingDown,
+    #[error("the edge is at its connection limit")]
+    EdgeBusy,
+    #[error("too many connections from your address")]
+    TooManyConnections,
     #[error("not found")]
     NotFound,
     #[error("bad request: {0}")]
@@ -51,7 +55,10 @@ impl EdgeError {
             EdgeError::AgentUnreachable | EdgeError::LocalRefused | EdgeError::LocalError(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            EdgeError::Overloaded | EdgeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::Overloaded | EdgeError::ShuttingDown | EdgeError::EdgeBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            EdgeError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::LocalConnectTimeout | EdgeError::LocalTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -70,6 +77,8 @@ impl EdgeError {
             EdgeError::LocalConnectTimeout | EdgeError::LocalTimeout(_) => "local-service-timeout",
             EdgeError::LocalError(_) => "local-service-error",
             EdgeError::ShuttingDown => "edge-shutting-down",
+            EdgeError::EdgeBusy => "edge-busy",
+            EdgeError::TooManyConnections => "too-many-connections",
             EdgeError::NotFound => "not-found",
             EdgeError::BadRequest(_) => "bad-request",
         }
@@ -81,13 +90,14 @@ impl EdgeError {
             | EdgeError::UnknownHost { .. }
             | EdgeError::MissingHost
             | EdgeError::NotFound
-            | EdgeError::BadRequest(_) => Side::Visitor,
+            | EdgeError::BadRequest(_)
+            | EdgeError::TooManyConnections => Side::Visitor,
             EdgeError::AgentUnreachable | EdgeError::Overloaded => Side::Agent,
             EdgeError::LocalRefused
             | EdgeError::LocalConnectTimeout
             | EdgeError::LocalTimeout(_)
             | EdgeError::LocalError(_) => Side::LocalService,
-            EdgeError::ShuttingDown => Side::Edge,
+            EdgeError::ShuttingDown | EdgeError::EdgeBusy => Side::Edge,
         }
     }
 
@@ -113,6 +123,12 @@ impl EdgeError {
             }
             EdgeError::LocalError(_) => "The local service failed while answering. Check its logs.",
             EdgeError::ShuttingDown => "This edge is restarting. Try again in a moment.",
+            EdgeError::EdgeBusy => {
+                "This edge is serving as many connections as it may. Try again in a moment."
+            }
+            EdgeError::TooManyConnections => {
+                "Close some of your connections to this edge, or reuse them, and try again."
+            }
             EdgeError::NotFound => "There is nothing at this path.",
             EdgeError::BadRequest(_) => "Fix the request and try again.",
         }

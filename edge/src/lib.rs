@@ -224,10 +224,28 @@ pub async fn run(
             .clone()
             .map(|link| link as Arc<dyn SessionReports>),
         life: life.clone(),
+        auth_throttle: limits::AuthThrottle::new(config.auth_failures_per_minute),
         visitor_addr,
         tls_addr,
     });
-    let visitors = Arc::new(Visitors::new(agents.clone(), deps.relay, tls, tls_addr));
+    let trusted = forwarding::client::TrustedProxies::parse(&config.trusted_proxies)
+        .map_err(anyhow::Error::msg)?;
+    let limits = limits::ConnectionLimits::new(limits::Caps {
+        visitors: config.max_connections,
+        agents: config.max_agent_connections,
+        relay: config.max_relay_connections,
+        admin: config.max_admin_connections,
+        per_address: config.max_connections_per_ip,
+        limit_loopback: config.limit_loopback,
+    });
+    let visitors = Arc::new(Visitors::new(
+        agents.clone(),
+        deps.relay,
+        tls,
+        tls_addr,
+        trusted,
+        limits,
+    ));
     tracing::info!(edge = %edge_id, visitor = ?visitor_addr, domain = %config.domain, "edge started");
     let tasks = &life.tasks;
     tasks.spawn(accept::accept_loop(

@@ -28,8 +28,4 @@ impl Lifecycle {
             tasks: TaskTracker::new(),
         }
     }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.is_cancelled()
-    }
 }

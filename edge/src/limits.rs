@@ -73,7 +73,8 @@ pub enum Refusal {
 pub struct Admission {
     refusal: Option<Refusal>,
     _permit: OwnedSemaphorePermit,
-    address: Option<AddressSlot>,
+    /// Uncounted from its address when dropped.
+    _address: Option<AddressSlot>,
 }
 
 impl Admission {
@@ -117,49 +118,51 @@ impl ConnectionLimits {
         }
     }
 
-    /// Admits a connection from `peer` on `listener`, or says it must be closed at once.
-    /// Never waits: an accept loop that waited for a permit would leave connections queued
-    /// in the kernel, where nothing bounds their time.
-    pub fn admit(&self, listener: Listener, peer: IpAddr) -> Option<Arc<Admission>> {
+    /// Admits a connection on `listener` under the listener's cap (or, over it, on the
+    /// refusal path); `None`: close it at once. Never waits: an accept loop that waited for a
+    /// permit would leave connections queued in the kernel, where nothing bounds their time.
+    /// Public connections are then counted against their client's address
+    /// ([`ConnectionLimits::count_address`]) once the address is known (after a PROXY header).
+    pub fn admit(&self, listener: Listener) -> Option<Admission> {
         let semaphore = match listener {
             Listener::Visitor | Listener::Tls => &self.visitors,
             Listener::Tunnel => &self.agents,
             Listener::Relay => &self.relay,
             Listener::Admin => &self.admin,
         };
-        if !listener.is_public() {
-            return match semaphore.clone().try_acquire_owned() {
-                Ok(permit) => Some(Arc::new(Admission {
-                    refusal: None,
-                    _permit: permit,
-                    address: None,
-                })),
-                Err(_) => {
-                    self.refused.dropped.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            };
-        }
-        let exempt = peer.is_loopback() && !self.caps.limit_loopback;
-        let address = if exempt {
-            None
-        } else {
-            self.addresses.take(peer, self.caps.per_address)
-        };
-        let refusal = match (
-            exempt || address.is_some(),
-            semaphore.clone().try_acquire_owned(),
-        ) {
-            (true, Ok(permit)) => {
-                return Some(Arc::new(Admission {
-                    refusal: None,
-                    _permit: permit,
-                    address,
-                }));
+        match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => Some(Admission {
+                refusal: None,
+                _permit: permit,
+                _address: None,
+            }),
+            Err(_) if listener.is_public() => self.refuse(Refusal::Full),
+            Err(_) => {
+                self.refused.dropped.fetch_add(1, Ordering::Relaxed);
+                None
             }
-            (false, _) => Refusal::TooManyFromAddress,
-            (true, Err(_)) => Refusal::Full,
-        };
+        }
+    }
+
+    /// Counts a public connection against `peer`'s address; one over the per-address cap is
+    /// moved to the refusal path (its listener permit freed at once), or closed.
+    pub fn count_address(&self, admission: Admission, peer: IpAddr) -> Option<Admission> {
+        if admission.refusal.is_some() || (peer.is_loopback() && !self.caps.limit_loopback) {
+            return Some(admission);
+        }
+        match self.addresses.take(peer, self.caps.per_address) {
+            Some(slot) => Some(Admission {
+                _address: Some(slot),
+                ..admission
+            }),
+            None => {
+                drop(admission);
+                self.refuse(Refusal::TooManyFromAddress)
+            }
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Option<Admission> {
         match self.overflow.clone().try_acquire_owned() {
             Ok(permit) => {
                 let counter = match refusal {
@@ -167,11 +170,11 @@ impl ConnectionLimits {
                     Refusal::TooManyFromAddress => &self.refused.per_address,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                Some(Arc::new(Admission {
+                Some(Admission {
                     refusal: Some(refusal),
                     _permit: permit,
-                    address,
-                }))
+                    _address: None,
+                })
             }
             Err(_) => {
                 self.refused.dropped.fetch_add(1, Ordering::Relaxed);
@@ -180,7 +183,8 @@ impl ConnectionLimits {
         }
     }
 
-    /// Connections open from `peer`'s address (its /64 for IPv6), for tests and the admin view.
+    /// Connections open from `peer`'s address (its /64 for IPv6).
+    #[cfg(test)]
     pub fn from_address(&self, peer: IpAddr) -> usize {
         self.addresses.count(peer)
     }
@@ -252,11 +256,68 @@ impl Addresses {
         })
     }
 
+    #[cfg(test)]
     fn count(&self, ip: IpAddr) -> usize {
         lock(&self.counts)
             .get(&AddressKey::of(ip))
             .copied()
             .unwrap_or(0)
+    }
+}
+
+/// Failed agent authentications per client address, in one-minute windows: past the limit,
+/// an address's handshakes are refused before their credential is even checked (a grant with
+/// an unknown key would otherwise make the edge fetch control's keys). Memory is bounded: at
+/// most [`AuthThrottle::MAX_ADDRESSES`] addresses are tracked; past that, expired windows are
+/// dropped, and if none are, the oldest half goes.
+pub struct AuthThrottle {
+    per_minute: u32,
+    failures: Mutex<HashMap<AddressKey, (u32, std::time::Instant)>>,
+}
+
+impl AuthThrottle {
+    pub const MAX_ADDRESSES: usize = 100_000;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn new(per_minute: u32) -> AuthThrottle {
+        AuthThrottle {
+            per_minute,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `ip` used up its failures for this minute.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        let failures = lock(&self.failures);
+        failures
+            .get(&AddressKey::of(ip))
+            .is_some_and(|&(n, since)| n >= self.per_minute && since.elapsed() < Self::WINDOW)
+    }
+
+    /// Counts one failed authentication from `ip`.
+    pub fn failed(&self, ip: IpAddr) {
+        let mut failures = lock(&self.failures);
+        if failures.len() >= Self::MAX_ADDRESSES {
+            failures.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+            if failures.len() >= Self::MAX_ADDRESSES {
+                let mut ages: Vec<std::time::Instant> = failures.values().map(|v| v.1).collect();
+                ages.sort_unstable();
+                let cut = ages[ages.len() / 2];
+                failures.retain(|_, (_, since)| *since > cut);
+            }
+        }
+        let entry = failures
+            .entry(AddressKey::of(ip))
+            .or_insert((0, std::time::Instant::now()));
+        if entry.1.elapsed() >= Self::WINDOW {
+            *entry = (0, std::time::Instant::now());
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        lock(&self.failures).len()
     }
 }
 
@@ -284,32 +345,33 @@ mod tests {
         text.parse().expect("address")
     }
 
+    fn admit(limits: &ConnectionLimits, listener: Listener, peer: &str) -> Option<Admission> {
+        let admission = limits.admit(listener)?;
+        if listener.is_public() {
+            limits.count_address(admission, ip(peer))
+        } else {
+            Some(admission)
+        }
+    }
+
     #[test]
     fn each_listener_has_its_own_cap() {
         let limits = ConnectionLimits::new(caps(1, 10));
-        let visitor = limits
-            .admit(Listener::Visitor, ip("192.0.2.1"))
-            .expect("admitted");
+        let visitor = admit(&limits, Listener::Visitor, "192.0.2.1").expect("admitted");
         assert_eq!(visitor.refusal(), None);
-        let over = limits
-            .admit(Listener::Tls, ip("192.0.2.2"))
-            .expect("refusal path");
+        let over = admit(&limits, Listener::Tls, "192.0.2.2").expect("refusal path");
         assert_eq!(over.refusal(), Some(Refusal::Full));
         // The other listeners are untouched by the full public one.
-        let agent = limits
-            .admit(Listener::Tunnel, ip("192.0.2.3"))
-            .expect("agent");
+        let agent = admit(&limits, Listener::Tunnel, "192.0.2.3").expect("agent");
         assert_eq!(agent.refusal(), None);
-        let admin = limits.admit(Listener::Admin, ip("192.0.2.4"));
+        let admin = admit(&limits, Listener::Admin, "192.0.2.4");
         assert!(admin.is_some());
         assert!(
-            limits.admit(Listener::Admin, ip("192.0.2.4")).is_none(),
+            admit(&limits, Listener::Admin, "192.0.2.4").is_none(),
             "admin cap 1"
         );
         drop(visitor);
-        let again = limits
-            .admit(Listener::Visitor, ip("192.0.2.5"))
-            .expect("admitted");
+        let again = admit(&limits, Listener::Visitor, "192.0.2.5").expect("admitted");
         assert_eq!(again.refusal(), None, "a released permit is reused");
         assert_eq!(limits.refused.full.load(Ordering::Relaxed), 1);
     }
@@ -317,27 +379,17 @@ mod tests {
     #[test]
     fn addresses_are_capped_ipv6_by_prefix_and_loopback_is_exempt() {
         let limits = ConnectionLimits::new(caps(100, 2));
-        let a = limits
-            .admit(Listener::Visitor, ip("2001:db8:1:2::1"))
-            .expect("1");
-        let b = limits
-            .admit(Listener::Visitor, ip("2001:db8:1:2::ffff"))
-            .expect("2");
+        let a = admit(&limits, Listener::Visitor, "2001:db8:1:2::1").expect("1");
+        let b = admit(&limits, Listener::Visitor, "2001:db8:1:2::ffff").expect("2");
         assert!(a.refusal().is_none() && b.refusal().is_none());
-        let c = limits
-            .admit(Listener::Visitor, ip("2001:db8:1:2:abcd::9"))
-            .expect("3");
+        let c = admit(&limits, Listener::Visitor, "2001:db8:1:2:abcd::9").expect("3");
         assert_eq!(c.refusal(), Some(Refusal::TooManyFromAddress), "same /64");
-        let other = limits
-            .admit(Listener::Visitor, ip("2001:db8:1:3::1"))
-            .expect("other /64");
+        let other = admit(&limits, Listener::Visitor, "2001:db8:1:3::1").expect("other /64");
         assert!(other.refusal().is_none());
         assert_eq!(limits.from_address(ip("2001:db8:1:2::7")), 2);
         drop((a, c));
         assert_eq!(limits.from_address(ip("2001:db8:1:2::7")), 1);
-        let mapped = limits
-            .admit(Listener::Visitor, ip("::ffff:192.0.2.9"))
-            .expect("v4");
+        let mapped = admit(&limits, Listener::Visitor, "::ffff:192.0.2.9").expect("v4");
         assert!(mapped.refusal().is_none());
         assert_eq!(
             limits.from_address(ip("192.0.2.9")),
@@ -345,9 +397,7 @@ mod tests {
             "mapped IPv4 counts as IPv4"
         );
         for _ in 0..10 {
-            let local = limits
-                .admit(Listener::Visitor, ip("127.0.0.1"))
-                .expect("loopback");
+            let local = admit(&limits, Listener::Visitor, "127.0.0.1").expect("loopback");
             assert!(local.refusal().is_none());
             std::mem::forget(local);
         }
@@ -359,17 +409,29 @@ mod tests {
     }
 
     #[test]
+    fn failed_authentications_block_an_address_and_memory_stays_bounded() {
+        let throttle = AuthThrottle::new(3);
+        let bad = ip("198.51.100.1");
+        for _ in 0..3 {
+            assert!(!throttle.is_blocked(bad));
+            throttle.failed(bad);
+        }
+        assert!(throttle.is_blocked(bad));
+        assert!(!throttle.is_blocked(ip("198.51.100.2")), "others are not");
+        for i in 0..(AuthThrottle::MAX_ADDRESSES as u32 + 10) {
+            throttle.failed(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(throttle.tracked() <= AuthThrottle::MAX_ADDRESSES);
+    }
+
+    #[test]
     fn loopback_is_limited_when_asked() {
         let limits = ConnectionLimits::new(Caps {
             limit_loopback: true,
             ..caps(100, 1)
         });
-        let first = limits
-            .admit(Listener::Visitor, ip("127.0.0.1"))
-            .expect("first");
-        let second = limits
-            .admit(Listener::Visitor, ip("127.0.0.1"))
-            .expect("second");
+        let first = admit(&limits, Listener::Visitor, "127.0.0.1").expect("first");
+        let second = admit(&limits, Listener::Visitor, "127.0.0.1").expect("second");
         assert!(first.refusal().is_none());
         assert_eq!(second.refusal(), Some(Refusal::TooManyFromAddress));
         assert_eq!(limits.refused.per_address.load(Ordering::Relaxed), 1);

@@ -65,6 +65,7 @@ pub async fn connect(
             protocol: TunnelProtocol::Http,
             subdomain: Some(subdomain.into()),
             local_addr: "loadtest".into(),
+            host_header: None,
         }],
         settings,
         request_log: false,

@@ -107,6 +107,34 @@ pub struct TunnelRequest {
     /// seed of the stable default name, so the same command gets the same URL back.
     #[serde(default)]
     pub local_addr: String,
+    /// The `Host` the local service gets instead of the visitor's (`warren http
+    /// --host-header`: `rewrite` sends the local address, e.g. `localhost:3000`, as many local
+    /// servers insist on). The visitor's host is then in `X-Forwarded-Host`. At most
+    /// [`MAX_HOST_HEADER_LEN`] bytes of visible ASCII. Not written when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+}
+
+/// Longest [`TunnelRequest::host_header`] an edge accepts.
+pub const MAX_HOST_HEADER_LEN: usize = 255;
+
+impl TunnelRequest {
+    /// Checks `host_header`: the message says what is wrong.
+    pub fn validate_host_header(&self) -> Result<(), String> {
+        match &self.host_header {
+            None => Ok(()),
+            Some(host)
+                if !host.is_empty()
+                    && host.len() <= MAX_HOST_HEADER_LEN
+                    && host.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(format!(
+                "the host header must be 1 to {MAX_HOST_HEADER_LEN} visible ASCII characters,                  such as localhost:3000"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -220,6 +220,7 @@ fn pinned_hello() -> Hello {
             protocol: TunnelProtocol::Http,
             subdomain: Some("demo".into()),
             local_addr: "localhost:3000".into(),
+            host_header: None,
         }],
         settings: Settings::default(),
         request_log: true,

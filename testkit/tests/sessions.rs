@@ -687,6 +687,7 @@ async fn a_lane_must_prove_it_belongs_to_the_session() -> anyhow::Result<()> {
         protocol: TunnelProtocol::Http,
         subdomain: Some("guarded-too".into()),
         local_addr: "127.0.0.1:9".into(),
+        host_header: None,
     });
     two.join = Some(Join {
         session_id: welcome.session_id.clone(),
@@ -953,6 +954,7 @@ fn hello(token: &str, subdomain: Option<&str>) -> Hello {
             protocol: TunnelProtocol::Http,
             subdomain: subdomain.map(str::to_string),
             local_addr: "127.0.0.1:9".into(),
+            host_header: None,
         }],
         settings: Settings::default(),
         request_log: false,

@@ -213,6 +213,7 @@ fn hello(options: &AgentOptions, join: Option<&Join>) -> Hello {
                 protocol: TunnelProtocol::Http,
                 subdomain: spec.subdomain.clone(),
                 local_addr: spec.local.to_string(),
+                host_header: None,
             })
             .collect(),
         settings: Settings::default(),

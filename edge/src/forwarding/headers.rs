@@ -1,27 +1,137 @@
-//! Header rewriting between the visitor and the local service (RFC 9110 §7.6).
-//!
-//! Hop-by-hop headers belong to one connection and are dropped; everything else passes in the
-//! order it arrived, repeated headers included. The edge adds `X-Forwarded-For`,
-//! `X-Forwarded-Proto`, `X-Forwarded-Host` and a request id.
+//! The forwarding rules on hyper's header maps (the general path). The proxy core applies the
+//! same rules while it writes heads (`visitor/h1/head.rs`); both classify fields with
+//! `fields.rs` and build the client-address fields with `client.rs`.
 
+use super::Forwarding;
+use super::client::{ClientFields, Received};
+use super::fields::{self, RequestField};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Whether the request asks to switch protocols (WebSocket or another `Upgrade`).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
 }
 
-/// Removes hop-by-hop headers. With `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay,
-/// because the switch of protocols must reach the other end.
+/// Rewrites a visitor's request fields for the local service: hop-by-hop and internal fields
+/// out, client-address fields replaced (or extended for a trusted proxy), `Host` replaced if
+/// the tunnel asked, a request id if the visitor sent none. `host` is the host the request was
+/// routed by; `keep_upgrade` keeps a protocol switch.
+pub fn request_for_local(
+    headers: &mut HeaderMap,
+    forwarding: &Forwarding<'_>,
+    host: &str,
+    keep_upgrade: bool,
+) {
+    strip_hop_by_hop(headers, keep_upgrade);
+    let received = forwarding.trusted.then(|| received(headers));
+    let client = ClientFields::new(
+        forwarding.peer,
+        forwarding.proto,
+        host.as_bytes(),
+        received.as_ref(),
+    );
+    remove_matching(headers, |name| {
+        matches!(
+            fields::request_field(name),
+            RequestField::ClientAddress(_)
+                | RequestField::ForwardedProto
+                | RequestField::ForwardedHost
+                | RequestField::Internal
+        )
+    });
+    for (name, value) in client.pairs() {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.append(HeaderName::from_static(lower(name)), value);
+        }
+    }
+    if let Some(host) = forwarding.host_override
+        && let Ok(value) = HeaderValue::from_str(host)
+    {
+        headers.insert(header::HOST, value);
+    }
+    if !headers.contains_key(&X_REQUEST_ID)
+        && let Ok(id) = HeaderValue::from_str(forwarding.request_id)
+    {
+        headers.insert(&X_REQUEST_ID, id);
+    }
+}
+
+/// Removes every client-address field (a relayed request from an untrusted visitor: the
+/// owning edge then names the visitor only).
+pub fn strip_client_fields(headers: &mut HeaderMap) {
+    remove_matching(headers, |name| {
+        matches!(
+            fields::request_field(name),
+            RequestField::ClientAddress(_)
+                | RequestField::ForwardedProto
+                | RequestField::ForwardedHost
+        )
+    });
+}
+
+/// Rewrites a local service's response fields for the visitor: hop-by-hop and internal
+/// fields out (`keep_upgrade` keeps a protocol switch).
+pub fn response_for_visitor(headers: &mut HeaderMap, keep_upgrade: bool) {
+    strip_hop_by_hop(headers, keep_upgrade);
+    remove_matching(headers, fields::is_internal);
+}
+
+/// What a trusted proxy sent about the client, in order.
+fn received(headers: &HeaderMap) -> Received<'_> {
+    let mut received = Received::default();
+    for (name, value) in headers {
+        match fields::request_field(name.as_str()) {
+            RequestField::ClientAddress(fields::ClientField::XForwardedFor) => {
+                received.x_forwarded_for.push(value.as_bytes());
+            }
+            RequestField::ClientAddress(fields::ClientField::Forwarded) => {
+                received.forwarded.push(value.as_bytes());
+            }
+            RequestField::ClientAddress(fields::ClientField::XRealIp) => {
+                received.x_real_ip.get_or_insert(value.as_bytes());
+            }
+            RequestField::ForwardedProto => {
+                received.x_forwarded_proto.get_or_insert(value.as_bytes());
+            }
+            RequestField::ForwardedHost => {
+                received.x_forwarded_host.get_or_insert(value.as_bytes());
+            }
+            _ => {}
+        }
+    }
+    received
+}
+
+/// The lowercase form of a client-address field name, as `HeaderName` wants it.
+fn lower(name: &'static str) -> &'static str {
+    match name {
+        "X-Forwarded-For" => "x-forwarded-for",
+        "X-Forwarded-Proto" => "x-forwarded-proto",
+        "X-Forwarded-Host" => "x-forwarded-host",
+        "X-Real-IP" => "x-real-ip",
+        _ => "forwarded",
+    }
+}
+
+fn remove_matching(headers: &mut HeaderMap, matches: impl Fn(&str) -> bool) {
+    // Most requests carry none: one pass over the names first.
+    if !headers.keys().any(|name| matches(name.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| matches(name.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1). With `keep_upgrade`, `Upgrade` and
+/// `Connection: upgrade` stay, because the switch of protocols must reach the other end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none of them (HTTP/2 never does): one pass over the names, which
     // compares small integers for standard headers, is far cheaper than six hashed removals.
@@ -45,8 +155,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         headers.remove(header::CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
     headers.remove(header::TE);
     headers.remove(header::TRANSFER_ENCODING);
     if keep_upgrade {
@@ -62,57 +172,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == header::TRANSFER_ENCODING
         || name == header::TE
         || name == header::UPGRADE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-}
-
-/// Adds the forwarding headers for a request from `visitor` to `host` over `proto`.
-/// An existing `X-Forwarded-For` chain is extended, not replaced.
-pub fn add_forwarded(headers: &mut HeaderMap, visitor: IpAddr, proto: &'static str, host: &str) {
-    let visitor = ip_text(visitor);
-    let chain = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => {
-            let joined = headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("{joined}, {visitor}")
-        }
-        _ => visitor,
-    };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(&X_FORWARDED_FOR, value);
-    }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Ok(value) = HeaderValue::from_str(host) {
-        headers.insert(&X_FORWARDED_HOST, value);
-    }
-}
-
-/// `ip` as text; IPv4 (nearly every visitor) without the formatting machinery, which cost more
-/// than the rest of the header rewrite.
-fn ip_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut text = String::with_capacity(15);
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text.push('.');
-                }
-                if octet >= 100 {
-                    text.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    text.push(char::from(b'0' + octet / 10 % 10));
-                }
-                text.push(char::from(b'0' + octet % 10));
-            }
-            text
-        }
-        IpAddr::V6(_) => ip.to_string(),
-    }
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 /// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 needs one (RFC 9113 §8.2.3).
@@ -143,23 +204,6 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ip_text_matches_display() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.40",
-            "100.99.9.255",
-            "255.255.255.255",
-            "::1",
-            "2001:db8::8a2e:370:7334",
-            "::ffff:192.0.2.1",
-        ] {
-            let ip: IpAddr = ip.parse().expect("address");
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
-    }
-
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (k, v) in pairs {
@@ -169,6 +213,16 @@ mod tests {
             );
         }
         headers
+    }
+
+    fn forwarding(trusted: bool) -> Forwarding<'static> {
+        Forwarding {
+            peer: "192.0.2.7".parse().expect("ip"),
+            trusted,
+            proto: "https",
+            request_id: "edge-1",
+            host_override: None,
+        }
     }
 
     #[test]
@@ -185,21 +239,6 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 2);
         assert_eq!(h.get_all("x-keep").iter().count(), 2);
-    }
-
-    #[test]
-    fn leaves_end_to_end_headers_alone() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("a.example"));
-        h.append("x-custom", HeaderValue::from_static("1"));
-        h.append("x-custom", HeaderValue::from_static("2"));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        let before = h.clone();
-        strip_hop_by_hop(&mut h, false);
-        assert_eq!(h, before);
-        strip_hop_by_hop(&mut h, true);
-        assert_eq!(h.get(header::CONNECTION).expect("added"), "upgrade");
-        assert_eq!(h.len(), before.len() + 1);
     }
 
     #[test]
@@ -230,17 +269,52 @@ mod tests {
     }
 
     #[test]
-    fn extends_forwarded_for_chain() {
-        let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        add_forwarded(
-            &mut h,
-            "192.0.2.7".parse().expect("ip"),
-            "https",
-            "a.example.net",
+    fn client_address_fields_are_replaced_for_visitors() {
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("x-forwarded-proto", "http"),
+            ("warren-relay-visitor", "10.0.0.1"),
+            ("x-request-id", "mine"),
+        ]);
+        request_for_local(&mut h, &forwarding(false), "a.example.net", false);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.7;host=a.example.net;proto=https"
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.example.net");
+        assert_eq!(h["x-request-id"], "mine");
+        assert!(h.get("warren-relay-visitor").is_none());
+    }
+
+    #[test]
+    fn client_address_fields_are_extended_for_trusted_proxies() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let mut fwd = forwarding(true);
+        fwd.host_override = Some("localhost:3000");
+        request_for_local(&mut h, &fwd, "a.example.net", false);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 10.0.0.2, 192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["host"], "localhost:3000");
+        assert_eq!(h["x-forwarded-host"], "a.example.net");
+        assert_eq!(h["x-request-id"], "edge-1");
+    }
+
+    #[test]
+    fn responses_lose_internal_fields() {
+        let mut h = map(&[("warren-relay-moved", "1"), ("set-cookie", "a=1")]);
+        response_for_visitor(&mut h, false);
+        assert!(h.get("warren-relay-moved").is_none());
+        assert_eq!(h["set-cookie"], "a=1");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -80,6 +80,11 @@ fn take(slot: &Mutex<Option<Incoming>>) -> Option<Incoming> {
 
 /// How long a looked-up route is trusted before Redis is asked again.
 const ROUTE_CACHE_FOR: Duration = Duration::from_secs(2);
+/// How long a hostname nobody serves is remembered as such: a flood of requests for random
+/// hostnames then costs one Redis round trip per hostname per second, not one per request.
+const ABSENT_FOR: Duration = Duration::from_secs(1);
+/// Most hostnames remembered as absent (past it, expired ones go, then all).
+const MAX_ABSENT: usize = 100_000;
 
 /// What this edge needs to relay: the directory, a pooled client and the relay key.
 pub struct Relay {
@@ -87,6 +92,8 @@ pub struct Relay {
     client: Client<HttpConnector, RelayBody>,
     key: HeaderValue,
     routes: Mutex<HashMap<String, (Route, Instant)>>,
+    /// Hostnames the route table had no route for, and when it said so.
+    absent: Mutex<HashMap<String, Instant>>,
 }
 
 impl Relay {
@@ -106,6 +113,7 @@ impl Relay {
             client,
             key,
             routes: Mutex::new(HashMap::new()),
+            absent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -125,6 +133,28 @@ impl Relay {
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn absent(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        // Each use is one map call; a poisoned lock still holds a consistent map.
+        self.absent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember_absent(&self, hostname: &str) {
+        let mut absent = self.absent();
+        if absent.len() >= MAX_ABSENT {
+            absent.retain(|_, at| at.elapsed() < ABSENT_FOR);
+            if absent.len() >= MAX_ABSENT {
+                absent.clear();
+            }
+        }
+        absent.insert(hostname.to_string(), Instant::now());
+    }
+
+    fn recently_absent(&self, hostname: &str) -> bool {
+        self.absent()
+            .get(hostname)
+            .is_some_and(|at| at.elapsed() < ABSENT_FOR)
+    }
+
     fn forget(&self, hostname: &str, edge_id: &str) {
         self.cached().remove(hostname);
         self.directory.invalidate(edge_id);
@@ -142,6 +172,13 @@ pub enum Owner {
     Gone,
 }
 
+/// The owning edge's answer. After a 101, the caller joins the two upgraded connections
+/// (`upgrade`: the visitor's, the owning edge's).
+pub struct Relayed {
+    pub response: Response<EdgeBody>,
+    pub upgrade: Option<(OnUpgrade, OnUpgrade)>,
+}
+
 /// Why a relay did not produce a response.
 pub enum RelayFailure {
     /// The owning edge could not be reached. A request whose body had not been touched (or
@@ -154,18 +191,27 @@ pub enum RelayFailure {
 /// What the owning edge is told about the visitor's request (as the first edge saw it).
 pub struct Origin<'a> {
     pub visitor: std::net::IpAddr,
+    /// Whether the visitor's peer is a trusted proxy: only then do its client-address fields
+    /// travel on (the owning edge extends what arrives).
+    pub trusted: bool,
     /// `http` or `https`.
     pub proto: &'static str,
     pub request_id: &'a str,
 }
 
-/// Finds the owner of `hostname` (this edge is `edge_id`); `None` when nobody holds it.
+/// Finds the owner of `hostname` (this edge is `edge_id`); `None` when nobody holds it. A
+/// hostname found absent within the last second is not looked up again unless `fresh` (a
+/// held request waiting for its agent to come back wants the newest answer).
 pub async fn resolve(
     relay: &Relay,
     routes: &dyn RouteTable,
     edge_id: &str,
     hostname: &str,
+    fresh: bool,
 ) -> Result<Option<Owner>, EdgeError> {
+    if !fresh && relay.recently_absent(hostname) {
+        return Ok(None);
+    }
     let Some(route) = route(relay, routes, hostname).await? else {
         return Ok(None);
     };
@@ -198,7 +244,7 @@ pub async fn relay(
     req: Request<Incoming>,
     origin: &Origin<'_>,
     timeout: Duration,
-) -> Result<Response<EdgeBody>, RelayFailure> {
+) -> Result<Relayed, RelayFailure> {
     let visitor_version = req.version();
     let (mut parts, body) = req.into_parts();
     // The request can be sent again if this attempt fails before the body was touched; keep
@@ -244,22 +290,28 @@ pub async fn relay(
                 "the owning edge switched protocols unasked".into(),
             )));
         };
-        splice(visitor_upgrade, hyper::upgrade::on(&mut response));
-        headers::strip_hop_by_hop(response.headers_mut(), true);
-        return Ok(response.map(|_| EdgeBody::empty()));
+        let owner_upgrade = hyper::upgrade::on(&mut response);
+        headers::response_for_visitor(response.headers_mut(), true);
+        return Ok(Relayed {
+            response: response.map(|_| EdgeBody::empty()),
+            upgrade: Some((visitor_upgrade, owner_upgrade)),
+        });
     }
     let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, false);
+    headers::response_for_visitor(&mut parts.headers, false);
     parts.version = match visitor_version {
         Version::HTTP_10 => Version::HTTP_11,
         version => version,
     };
-    Ok(Response::from_parts(
-        parts,
-        EdgeBody::Proxied {
-            body: Metered::new(body),
-        },
-    ))
+    Ok(Relayed {
+        response: Response::from_parts(
+            parts,
+            EdgeBody::Proxied {
+                body: Metered::new(body),
+            },
+        ),
+        upgrade: None,
+    })
 }
 
 /// The route of `hostname`: from the short cache, else from the route table.
@@ -280,7 +332,10 @@ async fn route(
                 .insert(hostname.to_string(), (route.clone(), Instant::now()));
             Ok(Some(route))
         }
-        Ok(None) => Ok(None),
+        Ok(None) => {
+            relay.remember_absent(hostname);
+            Ok(None)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "route table unavailable");
             Err(EdgeError::AgentUnreachable)
@@ -303,6 +358,9 @@ fn outbound_request(
     let mut headers = parts.headers.clone();
     headers::strip_hop_by_hop(&mut headers, wants_upgrade);
     strip_relay_headers(&mut headers);
+    if !origin.trusted {
+        headers::strip_client_fields(&mut headers);
+    }
     headers.remove(header::EXPECT);
     let host = HeaderValue::from_str(hostname)
         .map_err(|_| EdgeError::BadRequest("the host is not valid".into()))?;
@@ -322,22 +380,4 @@ fn outbound_request(
     *outbound.version_mut() = Version::HTTP_11;
     *outbound.headers_mut() = headers;
     Ok(outbound)
-}
-
-/// Joins the visitor's upgraded connection to the owning edge's.
-fn splice(visitor: OnUpgrade, owner: OnUpgrade) {
-    tokio::spawn(async move {
-        let (visitor, owner) = match tokio::try_join!(visitor, owner) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "relayed upgrade did not complete");
-                return;
-            }
-        };
-        let mut visitor = TokioIo::new(visitor);
-        let mut owner = TokioIo::new(owner);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut visitor, &mut owner).await {
-            tracing::debug!(error = %e, "relayed upgraded connection failed");
-        }
-    });
 }

@@ -8,12 +8,15 @@
 use super::Tls;
 use rustls::server::Acceptor;
 use std::io;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// Completes the handshake on `socket`, or says why not.
-pub async fn handshake(tls: &Tls, socket: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+pub async fn handshake<S>(tls: &Tls, socket: S) -> io::Result<TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let start = LazyConfigAcceptor::new(Acceptor::default(), socket).await?;
     let sni = start.client_hello().server_name().map(str::to_string);
     if let Some(sni) = &sni

@@ -30,6 +30,7 @@ pub(crate) type Ws = warren_session::WebSocket<TokioIo<Upgraded>>;
 struct Planned {
     id: warren_proto::TunnelId,
     hostname: String,
+    host_header: Option<String>,
 }
 
 pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
@@ -37,9 +38,22 @@ pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
         Ok(hello) => hello,
         Err(e) => return refuse_handshake(&mut ws, e, peer).await,
     };
+    if agents.auth_throttle.is_blocked(peer.ip()) {
+        tracing::info!(agent = %peer, "agent refused: too many failed authentications from its address");
+        let reject = Reject::new(
+            RejectCode::Unauthorized,
+            "too many failed authentications from this address: check the token, then try \
+             again in a minute",
+        );
+        let _ = handshake::send_reject(&mut ws, &reject).await;
+        return;
+    }
     let identity = match agents.auth.authenticate(&hello.credential).await {
         Ok(identity) => identity,
         Err(reject) => {
+            if reject.code == RejectCode::Unauthorized {
+                agents.auth_throttle.failed(peer.ip());
+            }
             tracing::info!(code = ?reject.code, "agent refused");
             let _ = handshake::send_reject(&mut ws, &reject).await;
             return;
@@ -204,9 +218,13 @@ fn plan_tunnels(
                 format!("two tunnels of this session ask for {hostname}"),
             ));
         }
+        request
+            .validate_host_header()
+            .map_err(|m| Reject::new(RejectCode::BadRequest, m))?;
         planned.push(Planned {
             id: request.id,
             hostname,
+            host_header: request.host_header.clone(),
         });
     }
     Ok(planned)
@@ -242,9 +260,13 @@ fn plan_granted(
             ));
         }
     }
+    request
+        .validate_host_header()
+        .map_err(|m| Reject::new(RejectCode::BadRequest, m))?;
     Ok(vec![Planned {
         id: request.id,
         hostname: grant.hostname.clone(),
+        host_header: request.host_header.clone(),
     }])
 }
 
@@ -370,6 +392,7 @@ fn register(
             close_reason: OnceLock::new(),
             pool: Pool::new(agents.config.pool_idle_per_tunnel),
             lanes: Lanes::default(),
+            host_header: tunnel.host_header.clone(),
         });
         if let Some(old) = agents.registry.insert_tunnel(live.clone()) {
             displace(&old);

@@ -2,6 +2,7 @@
 
 use crate::body::EdgeBody;
 use crate::error::EdgeError;
+use crate::limits::Admission;
 use crate::tunnel::Agents;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -16,10 +17,12 @@ use warren_session::{WebSocket, WsRole};
 pub const TUNNEL_PATH: &str = "/_warren/tunnel";
 
 /// Answers the WebSocket upgrade and runs the session in a task of its own.
+/// `admission` is the session's place under the agents' connection cap, held for its life.
 pub fn accept(
     agents: &Arc<Agents>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    admission: Arc<Admission>,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let key = websocket_key(&req)?;
     if agents.life.draining.is_cancelled() {
@@ -38,6 +41,7 @@ pub fn accept(
                 Ok(upgraded) => {
                     let ws = WebSocket::new(TokioIo::new(upgraded), WsRole::Server);
                     crate::tunnel::attach::run(task_agents, ws, peer).await;
+                    drop(admission);
                 }
                 Err(e) => tracing::debug!(error = %e, "agent upgrade failed"),
             }

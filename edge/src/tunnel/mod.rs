@@ -28,6 +28,7 @@ pub use registry::{LiveTunnel, Registry};
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::lifecycle::Lifecycle;
+use crate::limits::AuthThrottle;
 use crate::routes::RouteTable;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct Agents {
     pub auth: Arc<dyn Authenticator>,
     pub reports: Option<Arc<dyn SessionReports>>,
     pub life: Lifecycle,
+    /// Failed authentications per address (`--auth-failures-per-minute`).
+    pub auth_throttle: AuthThrottle,
     /// The visitor listeners' addresses, for public URLs.
     pub visitor_addr: Option<SocketAddr>,
     pub tls_addr: Option<SocketAddr>,

@@ -35,6 +35,8 @@ pub struct LiveTunnel {
     /// The agent's other sessions to this edge that carry this tunnel too (`warren http
     /// --sessions N`); new streams are spread over `session` and these.
     pub lanes: Lanes,
+    /// The `Host` the local service gets instead of the visitor's (`--host-header`).
+    pub host_header: Option<String>,
 }
 
 /// Extra sessions (lanes) of the agent that holds a tunnel. Each is its own connection, read

@@ -3,23 +3,39 @@
 
 use crate::body::EdgeBody;
 use crate::error::EdgeError;
+use crate::limits::Listener;
 use crate::tunnel::endpoint::{self, TUNNEL_PATH};
-use crate::visitor::Visitors;
+use crate::visitor::{RequestContext, Visitors};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What agents time (a fresh connection plus one request) to choose a region.
 pub const PROBE_PATH: &str = "/_warren/probe";
 
+/// Whether `path` is one of the edge's own endpoints, served even on a connection over a cap.
+pub fn is_own_endpoint(path: &str) -> bool {
+    matches!(path, TUNNEL_PATH | PROBE_PATH | "/healthz" | "/readyz")
+}
+
 pub fn handle(
     visitors: &Arc<Visitors>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    ctx: &RequestContext,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     match req.uri().path() {
-        TUNNEL_PATH => endpoint::accept(&visitors.agents, req, peer),
+        TUNNEL_PATH => {
+            // A session counts against the agents' cap, whichever listener it came on.
+            let admission = match ctx.listener {
+                Listener::Tunnel => ctx.admission.clone(),
+                _ => visitors
+                    .limits
+                    .admit(Listener::Tunnel)
+                    .map(Arc::new)
+                    .ok_or(EdgeError::Overloaded)?,
+            };
+            endpoint::accept(&visitors.agents, req, ctx.peer, admission)
+        }
         PROBE_PATH => Ok(probe(&visitors.config.region)),
         "/healthz" => Ok(text(StatusCode::OK, "ok\n")),
         "/readyz" if visitors.life.draining.is_cancelled() => {

@@ -3,35 +3,30 @@
 
 use crate::body::EdgeBody;
 use crate::error::EdgeError;
+use crate::forwarding::error_page;
 use crate::host::{self, Target};
+use crate::limits::Refusal;
 use crate::visitor::Visitors;
-use crate::visitor::{apex, error_page, forward, hold};
+use crate::visitor::serve::Conn;
+use crate::visitor::{RequestContext, apex, forward, hold};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use crate::limits::Listener;
 
-/// Facts about one visitor request that outlive its parts.
-pub struct RequestContext {
-    pub peer: SocketAddr,
-    /// `https` on the TLS listener, else `http`: sent on as `X-Forwarded-Proto`.
-    pub proto: &'static str,
-    pub request_id: String,
-    pub started: Instant,
-}
-
 pub async fn handle(
     visitors: Arc<Visitors>,
     req: Request<Incoming>,
-    peer: SocketAddr,
-    listener: Listener,
+    conn: &Conn,
 ) -> Result<Response<EdgeBody>, Infallible> {
+    let listener = conn.listener;
+    let peer = conn.peer;
     let ctx = RequestContext {
         peer,
+        trusted: visitors.trusted.trusts(peer.ip()),
         proto: if listener == Listener::Tls {
             "https"
         } else {
@@ -39,21 +34,49 @@ pub async fn handle(
         },
         request_id: request_id(&visitors, &req),
         started: Instant::now(),
+        listener,
+        admission: conn.admission.clone(),
     };
     let html = error_page::wants_html(req.headers());
-    let result = match listener {
-        Listener::Tunnel => apex::handle(&visitors, req, peer),
-        Listener::Visitor if visitors.tls.is_some() => {
+    let result = match (listener, conn.admission.refusal()) {
+        (Listener::Visitor | Listener::Tls, Some(refusal)) => {
+            refused(&visitors, req, &ctx, refusal)
+        }
+        (Listener::Tunnel, _) => apex::handle(&visitors, req, &ctx),
+        (Listener::Visitor, None) if visitors.tls.is_some() => {
             redirect_or_route(&visitors, req, &ctx).await
         }
-        Listener::Visitor | Listener::Tls => route(&visitors, req, &ctx).await,
-        Listener::Relay => crate::visitor::relayed::handle(&visitors, req, peer).await,
-        Listener::Admin => crate::admin::handle(visitors.tls.as_deref(), req).await,
+        (Listener::Visitor | Listener::Tls, None) => route(&visitors, req, &ctx).await,
+        (Listener::Relay, _) => crate::visitor::relayed::handle(&visitors, req, conn).await,
+        (Listener::Admin, _) => {
+            crate::admin::handle(visitors.tls.as_deref(), &visitors.limits, req).await
+        }
     };
     Ok(result.unwrap_or_else(|error| {
         tracing::debug!(visitor = %peer, request_id = %ctx.request_id, %error, side = ?error.side(), "request failed");
         error_page::render(&error, html, &ctx.request_id)
     }))
+}
+
+/// A connection over a cap (`limits.rs`): the edge's own endpoints on its own domain are still
+/// served — an agent connecting, a health check — and everything else is refused, the
+/// connection closing after the answer.
+fn refused(
+    visitors: &Arc<Visitors>,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+    refusal: Refusal,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let apex = host::request_host(&req)
+        .and_then(|host| host::classify_among(&host, visitors.config.domains()))
+        .is_ok_and(|target| target == Target::Apex);
+    if apex && apex::is_own_endpoint(req.uri().path()) {
+        return apex::handle(visitors, req, ctx);
+    }
+    Err(match refusal {
+        Refusal::Full => EdgeError::EdgeBusy,
+        Refusal::TooManyFromAddress => EdgeError::TooManyConnections,
+    })
 }
 
 async fn route(
@@ -63,7 +86,7 @@ async fn route(
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let host = host::request_host(&req)?;
     match host::classify_among(&host, visitors.config.domains())? {
-        Target::Apex => apex::handle(visitors, req, ctx.peer),
+        Target::Apex => apex::handle(visitors, req, ctx),
         Target::Tunnel(hostname) => match visitors.agents.registry.lookup(&hostname) {
             // A session on this edge serves it: no Redis round trip.
             Some(tunnel) if !tunnel.session.is_going_away() => {

@@ -3,11 +3,11 @@
 
 use crate::body::{EdgeBody, Metered, OnEnd};
 use crate::error::EdgeError;
-use crate::forwarding::headers;
+use crate::forwarding::{Forwarding, headers, trailers};
 use crate::tunnel::LiveTunnel;
 use crate::tunnel::request_log::RequestLogQueue;
+use crate::visitor::RequestContext;
 use crate::visitor::Visitors;
-use crate::visitor::dispatch::RequestContext;
 use crate::visitor::upgrade;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
@@ -46,20 +46,19 @@ pub async fn forward(
 
     let (mut parts, body) = req.into_parts();
     // The host the request was routed by (see `host::request_host`) is the one the local
-    // service gets.
+    // service gets, unless the tunnel asked for another.
     let authority = parts
         .uri
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    let host = authority
+    let routed_host = authority
         .clone()
         .or_else(|| parts.headers.get(header::HOST).cloned());
-    let forwarded_host = host
+    let routed_host = routed_host
         .as_ref()
         .and_then(|h| h.to_str().ok())
         .unwrap_or(&tunnel.hostname)
         .to_string();
-    headers::strip_hop_by_hop(&mut parts.headers, wants_upgrade);
     headers::join_cookies(&mut parts.headers);
     // The edge answered any `Expect: 100-continue` itself when it started reading the body.
     parts.headers.remove(header::EXPECT);
@@ -68,20 +67,19 @@ pub async fn forward(
     if let Some(authority) = authority {
         parts.headers.insert(header::HOST, authority);
     }
-    headers::add_forwarded(
-        &mut parts.headers,
-        ctx.peer.ip(),
-        ctx.proto,
-        &forwarded_host,
-    );
-    if !parts.headers.contains_key(&headers::X_REQUEST_ID)
-        && let Ok(id) = HeaderValue::from_str(&ctx.request_id)
-    {
-        parts.headers.insert(&headers::X_REQUEST_ID, id);
-    }
+    let forwarding = Forwarding {
+        peer: ctx.peer.ip(),
+        trusted: ctx.trusted,
+        proto: ctx.proto,
+        request_id: &ctx.request_id,
+        host_override: tunnel.host_header.as_deref(),
+    };
+    headers::request_for_local(&mut parts.headers, &forwarding, &routed_host, wants_upgrade);
     parts.uri = origin_form(&parts.uri);
     parts.version = Version::HTTP_11;
-    let body = Metered::new(body).adding_to(tunnel.counters.bytes_in.clone());
+    let body = Metered::new(body)
+        .adding_to(tunnel.counters.bytes_in.clone())
+        .filtering_trailers(trailers::filter_map);
     let body = match bytes_in {
         Some(counter) => body.counting_into(counter),
         None => body,
@@ -115,17 +113,22 @@ pub async fn forward(
             visitor_upgrade,
             local_upgrade,
             ctx.request_id.clone(),
-            &tunnel.counters,
+            Some(&tunnel.counters),
+            upgrade::Spliced {
+                life: visitors.life.clone(),
+                admission: ctx.admission.clone(),
+                idle_timeout: visitors.config.websocket_idle_timeout,
+            },
         );
         if let Some(log) = log.take() {
             log.finish(101, 0, None);
         }
-        headers::strip_hop_by_hop(response.headers_mut(), true);
+        headers::response_for_visitor(response.headers_mut(), true);
         return Ok(response.map(|_| EdgeBody::empty()));
     }
 
     let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, false);
+    headers::response_for_visitor(&mut parts.headers, false);
     // The visitor's connection has its own version (an HTTP/1.0 local service still answers
     // an HTTP/1.1 or HTTP/2 visitor in the visitor's version). An HTTP/1.0 visitor gets an
     // HTTP/1.1 response head, which hyper downgrades itself: given an HTTP/1.0 head, hyper
@@ -135,7 +138,9 @@ pub async fn forward(
         version => version,
     };
     let status = parts.status.as_u16();
-    let body = Metered::new(body).adding_to(tunnel.counters.bytes_out.clone());
+    let body = Metered::new(body)
+        .adding_to(tunnel.counters.bytes_out.clone())
+        .filtering_trailers(trailers::filter_map);
     let body = match log {
         Some(mut log) => {
             log.status = status;

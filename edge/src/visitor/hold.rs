@@ -11,9 +11,9 @@
 use crate::body::EdgeBody;
 use crate::error::EdgeError;
 use crate::relay::client::{self, Owner, RelayFailure};
+use crate::visitor::RequestContext;
 use crate::visitor::Visitors;
-use crate::visitor::dispatch::RequestContext;
-use crate::visitor::forward;
+use crate::visitor::{forward, upgrade};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -50,6 +50,7 @@ pub async fn elsewhere(
                 visitors.agents.routes.as_ref(),
                 &visitors.agents.edge_id,
                 &hostname,
+                permit.is_some(),
             )
             .await?
             {
@@ -62,12 +63,28 @@ pub async fn elsewhere(
                     let owner = (edge_id.as_str(), relay_addr.as_str());
                     let origin = client::Origin {
                         visitor: ctx.peer.ip(),
+                        trusted: ctx.trusted,
                         proto: ctx.proto,
                         request_id: &ctx.request_id,
                     };
                     let timeout = visitors.config.upstream_timeout;
                     match client::relay(relay, owner, &hostname, req, &origin, timeout).await {
-                        Ok(response) => return Ok(response),
+                        Ok(relayed) => {
+                            if let Some((visitor, owner)) = relayed.upgrade {
+                                upgrade::splice(
+                                    visitor,
+                                    owner,
+                                    ctx.request_id.clone(),
+                                    None,
+                                    upgrade::Spliced {
+                                        life: visitors.life.clone(),
+                                        admission: ctx.admission.clone(),
+                                        idle_timeout: visitors.config.websocket_idle_timeout,
+                                    },
+                                );
+                            }
+                            return Ok(relayed.response);
+                        }
                         Err(RelayFailure::Failed(error)) => return Err(error),
                         Err(RelayFailure::Unreachable(Some(given_back))) => {
                             req = *given_back;

@@ -1,5 +1,6 @@
 //! The visitor side of the edge, in the order a request travels:
 //!
+//! - `proxy_protocol.rs`, `deadline.rs`, `rewind.rs`: what wraps a connection before HTTP.
 //! - `serve.rs`: one visitor connection, its limits and its shutdown. HTTP/1.1 requests for
 //!   tunnels served here go through the proxy core, `h1/`; everything else (HTTP/2, upgrades,
 //!   the edge's own endpoints, tunnels on other edges, errors) through hyper and the files
@@ -11,22 +12,26 @@
 //! - `relayed.rs`: a request another edge relayed here, for a tunnel served here.
 //! - `forward.rs`: sending the request down the tunnel and streaming the response back.
 //! - `upgrade.rs`: WebSocket and other protocol switches, spliced both ways.
-//! - `error_page.rs`: every failure becomes a response here.
+//! - every failure becomes a response in `forwarding/error_page.rs`.
 //!
 //! What the edge changes in requests and responses on the way is decided in `forwarding/`.
 
 pub mod apex;
+pub mod deadline;
 pub mod dispatch;
-pub mod error_page;
 pub mod forward;
 pub mod h1;
 pub mod hold;
+pub mod proxy_protocol;
 pub mod relayed;
+pub mod rewind;
 pub mod serve;
 pub mod upgrade;
 
 use crate::config::EdgeConfig;
+use crate::forwarding::client::TrustedProxies;
 use crate::lifecycle::Lifecycle;
+use crate::limits::{Admission, ConnectionLimits};
 use crate::relay::client::Relay;
 use crate::tls::Tls;
 use crate::tunnel::Agents;
@@ -34,6 +39,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Semaphore;
+
+/// Facts about one visitor request that outlive its parts.
+pub struct RequestContext {
+    /// The address the edge saw (the PROXY header's, with `--proxy-protocol`).
+    pub peer: SocketAddr,
+    /// Whether `peer` is a trusted proxy (`--trusted-proxy`).
+    pub trusted: bool,
+    /// `https` on the TLS listener, else `http`: sent on as `X-Forwarded-Proto`.
+    pub proto: &'static str,
+    pub request_id: String,
+    pub started: std::time::Instant,
+    /// The listener the request came on.
+    pub listener: crate::limits::Listener,
+    /// The connection's place under the caps, held by an upgraded connection for its life.
+    pub admission: Arc<Admission>,
+}
 
 /// The visitor side's shared handles.
 pub struct Visitors {
@@ -48,6 +69,10 @@ pub struct Visitors {
     pub tls_addr: Option<SocketAddr>,
     /// Caps visitor requests held while their agent reconnects.
     pub held: Arc<Semaphore>,
+    /// Peers whose client-address fields are believed (`--trusted-proxy`).
+    pub trusted: TrustedProxies,
+    /// Admission of connections on every listener.
+    pub limits: ConnectionLimits,
     pub life: Lifecycle,
     request_counter: AtomicU64,
 }
@@ -58,8 +83,12 @@ impl Visitors {
         relay: Option<Relay>,
         tls: Option<Arc<Tls>>,
         tls_addr: Option<SocketAddr>,
+        trusted: TrustedProxies,
+        limits: ConnectionLimits,
     ) -> Visitors {
         Visitors {
+            trusted,
+            limits,
             config: agents.config.clone(),
             held: Arc::new(Semaphore::new(agents.config.max_held)),
             life: agents.life.clone(),

@@ -8,9 +8,10 @@ use crate::relay::{
     RELAY_HOPS, RELAY_KEY, RELAY_MOVED, RELAY_PROTO, RELAY_REQUEST_ID, RELAY_VISITOR,
     strip_relay_headers,
 };
+use crate::visitor::RequestContext;
 use crate::visitor::Visitors;
-use crate::visitor::dispatch::RequestContext;
 use crate::visitor::forward;
+use crate::visitor::serve::Conn;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::net::{IpAddr, SocketAddr};
@@ -23,8 +24,9 @@ pub const MAX_HOPS: u32 = 1;
 pub async fn handle(
     visitors: &Arc<Visitors>,
     mut req: Request<Incoming>,
-    peer: SocketAddr,
+    conn: &Conn,
 ) -> Result<Response<EdgeBody>, EdgeError> {
+    let peer = conn.peer;
     let Some(relay) = visitors.relay.as_ref() else {
         return Err(EdgeError::NotFound);
     };
@@ -56,11 +58,16 @@ pub async fn handle(
         _ => "http",
     };
     strip_relay_headers(req.headers_mut());
+    // The first edge passed on the client-address fields only from its trusted proxies, so
+    // what arrives is extended, as from a trusted proxy.
     let ctx = RequestContext {
         peer: SocketAddr::new(visitor, 0),
+        trusted: true,
         proto,
         request_id,
         started: Instant::now(),
+        listener: conn.listener,
+        admission: conn.admission.clone(),
     };
     let hostname =
         match host::classify_among(&host::request_host(&req)?, visitors.config.domains())? {
@@ -80,7 +87,7 @@ pub async fn handle(
 /// A 502 `agent-unreachable` marked [`RELAY_MOVED`]: the first edge retries it elsewhere.
 fn moved(request_id: &str) -> Response<EdgeBody> {
     let mut response =
-        crate::visitor::error_page::render(&EdgeError::AgentUnreachable, false, request_id);
+        crate::forwarding::error_page::render(&EdgeError::AgentUnreachable, false, request_id);
     response
         .headers_mut()
         .insert(&RELAY_MOVED, http::HeaderValue::from_static("1"));

@@ -277,6 +277,7 @@ pub fn hello(credential: Credential, subdomains: &[Option<&str>]) -> Hello {
                 protocol: TunnelProtocol::Http,
                 subdomain: s.map(str::to_string),
                 local_addr: "127.0.0.1:3000".into(),
+                host_header: None,
             })
             .collect(),
         settings: Settings::default(),

@@ -63,6 +63,7 @@ impl Default for ChunkDecoder {
 }
 
 impl ChunkDecoder {
+    #[cfg(test)]
     pub fn is_done(&self) -> bool {
         self.visitors == State::Done
     }

@@ -1,14 +1,18 @@
 //! Request and response heads: parsed once (httparse), checked, and written for the next hop
-//! in one pass over the fields, each field keeping its case, order and repeats.
+//! in one pass over the fields, each field keeping its case, order and repeats. What is kept,
+//! dropped and added is the forwarding policy's (`forwarding/`), shared with the general path.
 //!
 //! Anything this core does not handle itself (HTTP/1.0, upgrades, `Expect`, fields listed in
 //! `Connection`, absolute-form targets, duplicate `Host` or `Content-Length`, split cookies,
 //! anything that does not parse) is a [`Fallback`]: the connection goes to the general path
 //! (hyper), which answers it exactly as before, error pages included.
 
+use crate::forwarding::Forwarding;
+use crate::forwarding::client::{ClientFields, Received};
+use crate::forwarding::fields::{self, ClientField, RequestField, ResponseField};
+use crate::forwarding::trailers::Declared;
 use crate::visitor::h1::framing::BodyKind;
 use bytes::{BufMut, BytesMut};
-use std::net::IpAddr;
 
 /// Why a request is left to the general path (for debug logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,48 +33,8 @@ pub struct RequestFacts {
     pub request_id: Option<String>,
     /// The visitor prefers HTML (for error pages).
     pub html: bool,
-}
-
-/// The request fields this core treats specially (matched case-insensitively).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Host,
-    ContentLength,
-    TransferEncoding,
-    Connection,
-    /// Hop-by-hop without conditions: dropped.
-    Hop,
-    /// Set by the edge itself: the visitor's value is dropped.
-    Replaced,
-    ForwardedFor,
-    RequestId,
-    Accept,
-    Cookie,
-    /// Needs the general path.
-    Unsupported,
-    Other,
-}
-
-fn request_field(name: &str) -> Field {
-    let is = |lower: &str| name.eq_ignore_ascii_case(lower);
-    match name.len() {
-        2 if is("te") => Field::Hop,
-        4 if is("host") => Field::Host,
-        6 if is("cookie") => Field::Cookie,
-        6 if is("accept") => Field::Accept,
-        6 if is("expect") => Field::Unsupported,
-        7 if is("upgrade") => Field::Unsupported,
-        10 if is("connection") => Field::Connection,
-        10 if is("keep-alive") => Field::Hop,
-        12 if is("x-request-id") => Field::RequestId,
-        14 if is("content-length") => Field::ContentLength,
-        15 if is("x-forwarded-for") => Field::ForwardedFor,
-        16 if is("proxy-connection") => Field::Hop,
-        16 if is("x-forwarded-host") => Field::Replaced,
-        17 if is("transfer-encoding") => Field::TransferEncoding,
-        17 if is("x-forwarded-proto") => Field::Replaced,
-        _ => Field::Other,
-    }
+    /// The trailer fields the request declared (`Trailer`): the only ones passed on.
+    pub trailers: Declared,
 }
 
 /// Checks a parsed request head. `Ok` means this core can proxy it as it is.
@@ -92,10 +56,16 @@ pub fn inspect(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Reque
     let mut request_id = None;
     let mut html = false;
     let mut cookies = 0;
+    let mut trailers = Declared::default();
     for field in req.headers.iter() {
-        match request_field(field.name) {
-            Field::Other | Field::Hop | Field::Replaced | Field::ForwardedFor => {}
-            Field::Host => {
+        match fields::request_field(field.name) {
+            RequestField::Other
+            | RequestField::Hop
+            | RequestField::Internal
+            | RequestField::ClientAddress(_)
+            | RequestField::ForwardedProto
+            | RequestField::ForwardedHost => {}
+            RequestField::Host => {
                 if host.is_some() {
                     return Err(Fallback("two Host fields"));
                 }
@@ -105,19 +75,19 @@ pub fn inspect(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Reque
                     .ok_or(Fallback("unusual Host value"))?;
                 host = Some(value);
             }
-            Field::ContentLength => {
+            RequestField::ContentLength => {
                 if length.is_some() {
                     return Err(Fallback("two Content-Length fields"));
                 }
                 length = Some(decimal(field.value).ok_or(Fallback("unusual Content-Length"))?);
             }
-            Field::TransferEncoding => {
+            RequestField::TransferEncoding => {
                 if chunked || !trim(field.value).eq_ignore_ascii_case(b"chunked") {
                     return Err(Fallback("a transfer coding other than chunked"));
                 }
                 chunked = true;
             }
-            Field::Connection => {
+            RequestField::Connection => {
                 for token in field.value.split(|&b| b == b',').map(trim) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
@@ -126,7 +96,7 @@ pub fn inspect(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Reque
                     }
                 }
             }
-            Field::RequestId => {
+            RequestField::RequestId => {
                 request_id = std::str::from_utf8(field.value)
                     .ok()
                     .filter(|v| {
@@ -136,16 +106,17 @@ pub fn inspect(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Reque
                     })
                     .map(str::to_string);
             }
-            Field::Accept => {
+            RequestField::Trailer => trailers.add(field.value),
+            RequestField::Accept => {
                 html |= field.value.windows(9).any(|w| w == b"text/html");
             }
-            Field::Cookie => {
+            RequestField::Cookie => {
                 cookies += 1;
                 if cookies > 1 {
                     return Err(Fallback("split Cookie fields"));
                 }
             }
-            Field::Unsupported => return Err(Fallback("an upgrade or an expectation")),
+            RequestField::UpgradeOrExpect => return Err(Fallback("an upgrade or an expectation")),
         }
     }
     let body = match (length, chunked) {
@@ -162,68 +133,68 @@ pub fn inspect(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Reque
         close,
         request_id,
         html,
+        trailers,
     })
 }
 
-/// Where the forwarding fields come from.
-pub struct Forwarding<'a> {
-    pub visitor: IpAddr,
-    /// `http` or `https`.
-    pub proto: &'static str,
-    pub request_id: &'a str,
-}
-
 /// Writes the head the local service gets: the request line in origin form, the visitor's
-/// fields minus hop-by-hop ones, then `X-Forwarded-For` (extending any chain),
-/// `X-Forwarded-Proto`, `X-Forwarded-Host` and, unless the visitor sent one, `X-Request-Id`.
+/// fields minus hop-by-hop, internal and client-address ones (`Host` replaced if the tunnel
+/// asked), then the client-address fields (`forwarding/client.rs`) and, unless the visitor
+/// sent one, `X-Request-Id`.
 pub fn write_request(
     out: &mut BytesMut,
     req: &httparse::Request<'_, '_>,
     facts: &RequestFacts,
     forwarding: &Forwarding<'_>,
 ) {
-    out.reserve(facts.head_len + 160);
+    out.reserve(facts.head_len + 256);
     out.put_slice(req.method.unwrap_or("GET").as_bytes());
     out.put_u8(b' ');
     out.put_slice(req.path.unwrap_or("/").as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    let mut has_chain = false;
     let mut has_request_id = false;
+    let mut received = Received::default();
     for field in req.headers.iter() {
-        match request_field(field.name) {
-            Field::Hop | Field::Replaced | Field::Connection => continue,
-            Field::ForwardedFor => {
-                let value = trim(field.value);
-                if value.is_empty() {
-                    continue;
-                }
-                // Joined into one field after the others, in the order they came.
-                has_chain = true;
+        match fields::request_field(field.name) {
+            RequestField::Hop | RequestField::Connection | RequestField::Internal => continue,
+            RequestField::ClientAddress(ClientField::XForwardedFor) => {
+                received.x_forwarded_for.push(field.value);
                 continue;
             }
-            Field::RequestId => has_request_id = true,
+            RequestField::ClientAddress(ClientField::Forwarded) => {
+                received.forwarded.push(field.value);
+                continue;
+            }
+            RequestField::ClientAddress(ClientField::XRealIp) => {
+                received.x_real_ip.get_or_insert(field.value);
+                continue;
+            }
+            RequestField::ForwardedProto => {
+                received.x_forwarded_proto.get_or_insert(field.value);
+                continue;
+            }
+            RequestField::ForwardedHost => {
+                received.x_forwarded_host.get_or_insert(field.value);
+                continue;
+            }
+            RequestField::Host => {
+                if let Some(host) = forwarding.host_override {
+                    put_field(out, field.name.as_bytes(), host.as_bytes());
+                    continue;
+                }
+            }
+            RequestField::RequestId => has_request_id = true,
             _ => {}
         }
         put_field(out, field.name.as_bytes(), field.value);
     }
-    out.put_slice(b"X-Forwarded-For: ");
-    if has_chain {
-        for field in req.headers.iter() {
-            if request_field(field.name) == Field::ForwardedFor {
-                let value = trim(field.value);
-                if !value.is_empty() {
-                    out.put_slice(value);
-                    out.put_slice(b", ");
-                }
-            }
-        }
-    }
-    put_ip(out, forwarding.visitor);
-    out.put_slice(b"\r\nX-Forwarded-Proto: ");
-    out.put_slice(forwarding.proto.as_bytes());
-    out.put_slice(b"\r\nX-Forwarded-Host: ");
-    out.put_slice(facts.host_value.as_bytes());
-    out.put_slice(b"\r\n");
+    let client = ClientFields::new(
+        forwarding.peer,
+        forwarding.proto,
+        facts.host_value.as_bytes(),
+        forwarding.trusted.then_some(&received),
+    );
+    client.write(out);
     if !has_request_id {
         put_field(out, b"X-Request-Id", forwarding.request_id.as_bytes());
     }
@@ -241,6 +212,8 @@ pub struct ResponseFacts {
     /// The local service closes its connection after this response (or its framing needs
     /// the close): the upstream stream cannot be reused.
     pub upstream_closes: bool,
+    /// The trailer fields the response declared (`Trailer`): the only ones passed on.
+    pub trailers: Declared,
 }
 
 /// A response head this core cannot pass on: the visitor gets a 502.
@@ -264,6 +237,7 @@ pub fn inspect_response(
     let mut chunked = false;
     let mut other_coding = false;
     let mut close = resp.version != Some(1);
+    let mut trailers = Declared::default();
     for field in resp.headers.iter() {
         let name = field.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -284,6 +258,8 @@ pub fn inspect_response(
                     other_coding = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case("trailer") {
+            trailers.add(field.value);
         } else if name.eq_ignore_ascii_case("connection") {
             close |= field
                 .value
@@ -319,6 +295,7 @@ pub fn inspect_response(
         interim,
         body,
         upstream_closes: close,
+        trailers,
     })
 }
 
@@ -349,24 +326,17 @@ pub fn write_response(
     let mut chunked_head = false;
     for field in resp.headers.iter() {
         let name = field.name;
-        let hop = match name.len() {
-            2 => name.eq_ignore_ascii_case("te"),
-            7 => name.eq_ignore_ascii_case("upgrade"),
-            10 => {
-                name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive")
-            }
-            16 => name.eq_ignore_ascii_case("proxy-connection"),
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+        let drop = match fields::response_field(name) {
+            ResponseField::Hop | ResponseField::Connection | ResponseField::Internal => true,
+            ResponseField::TransferEncoding => {
                 chunked_head = true;
                 true
             }
-            14 if name.eq_ignore_ascii_case("content-length") => {
-                // With chunked framing the length is not the body's (RFC 9112 §6.3).
-                facts.body == BodyKind::Chunked
-            }
-            _ => false,
+            // With chunked framing the length is not the body's (RFC 9112 §6.3).
+            ResponseField::ContentLength => facts.body == BodyKind::Chunked,
+            ResponseField::Trailer | ResponseField::Other => false,
         };
-        if hop
+        if drop
             || listed
                 .iter()
                 .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
@@ -416,21 +386,6 @@ fn put_u16(out: &mut BytesMut, n: u16) {
     out.put_slice(&digits[at..]);
 }
 
-/// `ip` as text (IPv4 without the formatting machinery).
-fn put_ip(out: &mut BytesMut, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.put_u8(b'.');
-                }
-                put_u16(out, u16::from(octet));
-            }
-        }
-        IpAddr::V6(_) => out.put_slice(ip.to_string().as_bytes()),
-    }
-}
-
 /// A decimal number without sign or spaces inside, at most 18 digits.
 fn decimal(value: &[u8]) -> Option<u64> {
     let value = trim(value);
@@ -470,9 +425,11 @@ mod tests {
             &req,
             &facts,
             &Forwarding {
-                visitor: "192.0.2.7".parse().expect("ip"),
+                peer: "192.0.2.7".parse().expect("ip"),
+                trusted: false,
                 proto: "https",
                 request_id: "edge-1",
+                host_override: None,
             },
         );
         Ok((facts, String::from_utf8(out.to_vec()).expect("text")))
@@ -492,8 +449,10 @@ mod tests {
         assert_eq!(
             head,
             "POST /a?b=1 HTTP/1.1\r\nHost: Demo.example:8080\r\nX-Repeat: 1\r\nx-repeat: 2\r\n\
-             Content-Length: 3\r\nAccept: text/html\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n\
+             Content-Length: 3\r\nAccept: text/html\r\nX-Forwarded-For: 192.0.2.7\r\n\
              X-Forwarded-Proto: https\r\nX-Forwarded-Host: Demo.example:8080\r\n\
+             X-Real-IP: 192.0.2.7\r\n\
+             Forwarded: for=192.0.2.7;host=\"Demo.example:8080\";proto=https\r\n\
              X-Request-Id: edge-1\r\n\r\n"
         );
     }
@@ -638,12 +597,6 @@ mod tests {
             out.clear();
             put_u16(&mut out, n);
             assert_eq!(&out[..], n.to_string().as_bytes());
-        }
-        for ip in ["0.0.0.0", "10.20.30.40", "255.255.255.255", "::1"] {
-            out.clear();
-            let parsed: IpAddr = ip.parse().expect("ip");
-            put_ip(&mut out, parsed);
-            assert_eq!(&out[..], ip.as_bytes());
         }
         assert_eq!(decimal(b" 42 "), Some(42));
         assert_eq!(decimal(b"4 2"), None);

@@ -12,19 +12,23 @@
 //! - `exchange.rs`: one request through a tunnel stream and its response back.
 //! - `framing.rs`: body lengths and the chunked coding.
 
+pub mod checkout;
 pub mod exchange;
 pub mod framing;
 pub mod head;
-pub mod rewind;
+pub mod request_body;
+pub mod response_body;
 
 use crate::config::DEFAULT_MAX_HEADERS;
+use crate::forwarding::Forwarding;
 use crate::host::{self, Target};
 use crate::tunnel::LiveTunnel;
 use crate::visitor::Visitors;
 use crate::visitor::dispatch::Listener;
 use crate::visitor::forward::RequestLogger;
+use crate::visitor::serve::Conn;
 use bytes::BytesMut;
-use head::{Fallback, Forwarding, RequestFacts};
+use head::{Fallback, RequestFacts};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +42,8 @@ pub struct Visitor<S> {
     pub io: S,
     pub buf: BytesMut,
     pub peer: SocketAddr,
+    /// Whether `peer` is a trusted proxy (`--trusted-proxy`).
+    pub trusted: bool,
     /// `http` or `https` (sent as `X-Forwarded-Proto`).
     pub proto: &'static str,
     /// Reused for every response head written to the visitor.
@@ -68,15 +74,16 @@ pub enum Next {
 }
 
 /// Serves a visitor connection, proxying what it can and handing the rest to hyper.
-pub async fn serve<S>(visitors: Arc<Visitors>, io: S, peer: SocketAddr, listener: Listener)
+pub async fn serve<S>(visitors: Arc<Visitors>, io: S, conn: Conn)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut visitor = Visitor {
         io,
         buf: BytesMut::with_capacity(READ_SIZE),
-        peer,
-        proto: if listener == Listener::Tls {
+        peer: conn.peer,
+        trusted: visitors.trusted.trusts(conn.peer.ip()),
+        proto: if conn.listener == Listener::Tls {
             "https"
         } else {
             "http"
@@ -89,10 +96,10 @@ where
             Ok(Some(prepared)) => prepared,
             Ok(None) => return,
             Err(Fallback(why)) => {
-                tracing::trace!(visitor = %peer, why, "connection handed to the general path");
+                tracing::trace!(visitor = %conn.peer, why, "connection handed to the general path");
                 let Visitor { io, buf, .. } = visitor;
-                let io = rewind::Rewind::new(buf.freeze(), io);
-                return crate::visitor::serve::serve(visitors, io, peer, listener).await;
+                let io = crate::visitor::rewind::Rewind::new(buf.freeze(), io);
+                return crate::visitor::serve::serve(visitors, io, conn).await;
             }
         };
         match exchange::run(&visitors, &mut visitor, prepared).await {
@@ -198,9 +205,11 @@ fn prepare<S>(
         &req,
         &facts,
         &Forwarding {
-            visitor: visitor.peer.ip(),
+            peer: visitor.peer.ip(),
+            trusted: visitor.trusted,
             proto: visitor.proto,
             request_id: &request_id,
+            host_override: tunnel.host_header.as_deref(),
         },
     );
     let log = tunnel.request_log.as_ref().map(|queue| {

@@ -1,6 +1,6 @@
 //! An I/O object that replays bytes already read before reading on: how a connection the
-//! proxy core started reading is handed to the general path (hyper) mid-stream.
-
+//! proxy core started reading is handed to the general path (hyper) mid-stream, and how bytes
+//! read past a PROXY header reach the TLS handshake or the HTTP parser.
 use bytes::{Buf, Bytes};
 use std::io;
 use std::pin::Pin;

@@ -1,0 +1,461 @@
+//! A local service's response body on its way to the visitor: taken from the tunnel stream
+//! as it arrives (no copy), checked against its framing, and written in the visitor's framing
+//! — whatever has arrived in one vectored write, chunks of a chunked or close-delimited body
+//! included. The visitor's connection is watched for a hang-up while the response waits.
+
+use crate::forwarding::trailers::{self, Declared};
+use crate::tunnel::LiveTunnel;
+use crate::visitor::h1::framing::{self, BodyKind, ChunkDecoder, Piece};
+use bytes::{Buf, Bytes, BytesMut};
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker, ready};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio_util::io::poll_read_buf;
+use warren_session::Stream;
+
+/// Most bytes taken from a stream at once.
+pub(super) const CHUNK: usize = 256 * 1024;
+
+/// The local side of an exchange: bytes read from the stream but not yet used. They stay in
+/// the piece they arrived in (`held`, no copy) unless several pieces must be joined (`buf`: a
+/// head split across frames, a chunked body); at most one of the two holds bytes.
+#[derive(Default)]
+pub(super) struct Upstream {
+    held: Bytes,
+    buf: BytesMut,
+    /// Response body bytes passed to the visitor.
+    pub(super) body_bytes: u64,
+}
+
+impl Upstream {
+    pub(super) fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.buf.is_empty()
+    }
+
+    /// The unused bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        if self.buf.is_empty() {
+            &self.held
+        } else {
+            &self.buf
+        }
+    }
+
+    pub(super) fn advance(&mut self, n: usize) {
+        if self.buf.is_empty() {
+            self.held.advance(n);
+        } else {
+            self.buf.advance(n);
+        }
+    }
+
+    /// Adds a piece received from the stream.
+    pub(super) fn push(&mut self, piece: Bytes) {
+        if self.is_empty() {
+            self.held = piece;
+        } else {
+            self.joined().extend_from_slice(&piece);
+        }
+    }
+
+    /// Takes all the unused bytes, as one piece.
+    pub(super) fn take(&mut self) -> Bytes {
+        if self.buf.is_empty() {
+            std::mem::take(&mut self.held)
+        } else {
+            self.buf.split().freeze()
+        }
+    }
+
+    /// The unused bytes in one growable buffer (copied there if they were held).
+    pub(super) fn joined(&mut self) -> &mut BytesMut {
+        if !self.held.is_empty() {
+            self.buf.extend_from_slice(&self.held);
+            self.held = Bytes::new();
+        }
+        &mut self.buf
+    }
+}
+
+/// Why a response body stopped short.
+pub(super) enum Cut {
+    Upstream,
+    Visitor,
+}
+
+/// Writes the response head and streams the body to the visitor in its framing.
+pub(super) async fn send_body<D: Downstream>(
+    io: &mut D,
+    stream: &Stream,
+    up: &mut Upstream,
+    head: &[u8],
+    (kind, declared): (BodyKind, &Declared),
+    tunnel: &LiveTunnel,
+) -> Result<(), Cut> {
+    let counter = &tunnel.counters.bytes_out;
+    match kind {
+        BodyKind::None => write_all(io, [head]).await.map_err(|_| Cut::Visitor),
+        BodyKind::Length(total) => {
+            let mut remaining = total;
+            let mut head = Some(head);
+            let mut batch: Vec<Bytes> = Vec::new();
+            loop {
+                batch.clear();
+                if up.is_empty() {
+                    if let Some(h) = head.take() {
+                        // Head first: the visitor learns the status without waiting for the body.
+                        write_all(io, [h]).await.map_err(|_| Cut::Visitor)?;
+                    }
+                    match next_chunk(stream, io).await? {
+                        Some(chunk) => batch.push(chunk),
+                        None => return Err(Cut::Upstream),
+                    }
+                    // Whatever else has arrived goes out in the same write.
+                    gather(stream, &mut batch, remaining);
+                } else {
+                    batch.push(up.take());
+                }
+                let mut taken = 0u64;
+                for chunk in &mut batch {
+                    let room = remaining - taken;
+                    if chunk.len() as u64 > room {
+                        // Bytes after the declared length: the stream is not reusable.
+                        let extra = chunk.split_off(usize::try_from(room).unwrap_or(0));
+                        up.push(extra);
+                    }
+                    taken += chunk.len() as u64;
+                }
+                remaining -= taken;
+                up.body_bytes += taken;
+                counter.fetch_add(taken, Ordering::Relaxed);
+                match (head.take(), batch.as_slice()) {
+                    (Some(h), [data]) => write_all(io, [h, data]).await,
+                    (None, [data]) => write_all(io, [data]).await,
+                    (h, _) => write_batch(io, h, &batch).await,
+                }
+                .map_err(|_| Cut::Visitor)?;
+                if remaining == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        BodyKind::Chunked => {
+            // Chunks decoded from what has arrived leave together: an event stream's chunks
+            // are small and many (one system call each cost SSE most of its CPU), and they
+            // are written before waiting for more, so none waits for the next.
+            let mut decoder = ChunkDecoder::default();
+            let mut head = Some(head);
+            let mut out = ChunkBatch::default();
+            loop {
+                match decoder.decode(up.joined()) {
+                    Ok(Some(Piece::Data(data))) => {
+                        up.body_bytes += data.len() as u64;
+                        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        out.push(data);
+                        if out.is_full() {
+                            out.write(io, head.take()).await?;
+                        }
+                    }
+                    Ok(Some(Piece::End(trailers))) => {
+                        let Ok(trailers) = trailers::rewrite(&trailers, declared) else {
+                            tracing::debug!("the local service sent a malformed trailer section");
+                            return Err(Cut::Upstream);
+                        };
+                        out.pieces.push(framing::last_chunk(&trailers));
+                        return out.write(io, head.take()).await;
+                    }
+                    Ok(None) => {
+                        // More of the body already waiting on the stream joins this batch.
+                        if let Some(chunk) = ready_chunk(stream) {
+                            up.push(chunk);
+                            continue;
+                        }
+                        out.write(io, head.take()).await?;
+                        match next_chunk(stream, io).await? {
+                            Some(chunk) => up.push(chunk),
+                            None => return Err(Cut::Upstream),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the local service sent a malformed chunked body");
+                        return Err(Cut::Upstream);
+                    }
+                }
+            }
+        }
+        BodyKind::UntilClose => {
+            // Re-encoded as chunks (the visitor's connection stays reusable), and like a
+            // chunked body's, the pieces that have arrived leave in one vectored write.
+            let mut head = Some(head);
+            let mut out = ChunkBatch::default();
+            loop {
+                let data = if !up.is_empty() {
+                    up.take()
+                } else if let Some(chunk) = ready_chunk(stream) {
+                    chunk
+                } else {
+                    out.write(io, head.take()).await?;
+                    match next_chunk(stream, io).await? {
+                        Some(chunk) => chunk,
+                        None => {
+                            out.pieces.push(framing::last_chunk(&[]));
+                            return out.write(io, head.take()).await;
+                        }
+                    }
+                };
+                up.body_bytes += data.len() as u64;
+                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                out.push(data);
+                if out.is_full() {
+                    out.write(io, head.take()).await?;
+                }
+            }
+        }
+    }
+}
+
+/// The next piece of the response from the stream (`None` at its end), unless the visitor
+/// hangs up first.
+async fn next_chunk<D: Downstream>(stream: &Stream, down: &mut D) -> Result<Option<Bytes>, Cut> {
+    poll_fn(|cx| {
+        match stream.poll_read_chunk(cx, CHUNK) {
+            Poll::Ready(Ok(chunk)) => return Poll::Ready(Ok(chunk)),
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(Cut::Upstream)),
+            Poll::Pending => {}
+        }
+        match down.poll_hangup(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Cut::Visitor)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Most chunks written to the visitor in one system call.
+const MAX_BATCH: usize = 64;
+
+/// Adds the chunks already waiting on the stream to `batch`, up to `limit` bytes in all.
+fn gather(stream: &Stream, batch: &mut Vec<Bytes>, limit: u64) {
+    // A no-op waker: nothing waits on this poll; the next wait registers the real one.
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut total: u64 = batch.iter().map(|c| c.len() as u64).sum();
+    while total < limit && batch.len() < MAX_BATCH {
+        match stream.poll_read_chunk(&mut cx, CHUNK) {
+            Poll::Ready(Ok(Some(chunk))) => {
+                total += chunk.len() as u64;
+                batch.push(chunk);
+            }
+            _ => break,
+        }
+    }
+}
+
+/// The next piece of the response if it has already arrived (no waiting).
+fn ready_chunk(stream: &Stream) -> Option<Bytes> {
+    // A no-op waker: nothing waits on this poll; the next wait registers the real one.
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_chunk(&mut cx, CHUNK) {
+        Poll::Ready(Ok(Some(chunk))) => Some(chunk),
+        _ => None,
+    }
+}
+
+/// Re-encoded chunks of a chunked body waiting to be written in one vectored write.
+#[derive(Default)]
+struct ChunkBatch {
+    /// Chunk lines, data and CRLFs, in order.
+    pieces: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl ChunkBatch {
+    /// Most pieces per write (three per chunk; the kernel takes up to 1024 slices).
+    const MAX_PIECES: usize = 3 * MAX_BATCH;
+    /// Most body bytes held before writing.
+    const MAX_BYTES: usize = 256 * 1024;
+
+    fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            // A zero-size chunk would end the body.
+            return;
+        }
+        self.bytes += data.len();
+        self.pieces.push(framing::chunk_header(data.len()));
+        self.pieces.push(data);
+        self.pieces.push(Bytes::from_static(b"\r\n"));
+    }
+
+    fn is_full(&self) -> bool {
+        self.pieces.len() >= Self::MAX_PIECES || self.bytes >= Self::MAX_BYTES
+    }
+
+    /// Writes `head` (if not yet sent) and the batch, then empties it.
+    async fn write<D: Downstream>(&mut self, io: &mut D, head: Option<&[u8]>) -> Result<(), Cut> {
+        if head.is_none() && self.pieces.is_empty() {
+            return Ok(());
+        }
+        write_batch(io, head, &self.pieces)
+            .await
+            .map_err(|_| Cut::Visitor)?;
+        self.pieces.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// Writes an optional head and a batch of chunks with vectored writes, then flushes.
+async fn write_batch<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    head: Option<&[u8]>,
+    batch: &[Bytes],
+) -> io::Result<()> {
+    let mut storage: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() + 1);
+    storage.extend(head.filter(|h| !h.is_empty()).map(IoSlice::new));
+    storage.extend(
+        batch
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| IoSlice::new(c)),
+    );
+    let mut slices = &mut storage[..];
+    while !slices.is_empty() {
+        let n = io.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    io.flush().await
+}
+
+/// Most bytes read ahead from a visitor (pipelined requests) while a response is under
+/// way; beyond it the connection is not watched until the next request.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Ready when the visitor has closed its connection (or it failed). Bytes that arrive
+/// meanwhile (a pipelined request) are kept for later.
+pub(super) fn poll_hangup<R: AsyncRead + Unpin>(
+    cx: &mut Context<'_>,
+    io: &mut R,
+    buf: &mut BytesMut,
+) -> Poll<()> {
+    loop {
+        if buf.len() >= READ_AHEAD {
+            return Poll::Pending;
+        }
+        buf.reserve(4096);
+        match ready!(poll_read_buf(Pin::new(&mut *io), cx, buf)) {
+            Ok(0) | Err(_) => return Poll::Ready(()),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Where a response goes: the visitor's connection, which is watched for a hang-up while
+/// the response waits on the local service.
+pub(super) trait Downstream: AsyncWrite + Unpin {
+    fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// The whole visitor connection: writes go out, reads watch for a hang-up.
+pub(super) struct Watched<'a, S> {
+    pub(super) io: &'a mut S,
+    pub(super) buf: &'a mut BytesMut,
+}
+
+/// The writing half of a visitor connection whose reading half is busy elsewhere.
+pub(super) struct Unwatched<W>(pub(super) W);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Downstream for Watched<'_, S> {
+    fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        poll_hangup(cx, self.io, self.buf)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Downstream for Unwatched<W> {
+    fn poll_hangup(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Unwatched<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// Writes every part (with vectored writes where the socket takes them), then flushes (TLS
+/// holds records until flushed).
+pub(super) async fn write_all<S: AsyncWrite + Unpin, const N: usize>(
+    io: &mut S,
+    parts: [&[u8]; N],
+) -> io::Result<()> {
+    let mut storage = [IoSlice::new(&[]); N];
+    let mut used = 0;
+    for part in parts.into_iter().filter(|p| !p.is_empty()) {
+        storage[used] = IoSlice::new(part);
+        used += 1;
+    }
+    let mut slices = &mut storage[..used];
+    while !slices.is_empty() {
+        let n = if slices.len() == 1 {
+            io.write(&slices[0]).await?
+        } else {
+            io.write_vectored(slices).await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    io.flush().await
+}
