@@ -92,6 +92,10 @@ impl Mux {
                 self.events.push_back(Event::Readable(id));
             }
         }
+        // Session credit comes back on arrival, not on consumption: what a stream holds is
+        // bounded by its own window, so a stream whose reader stopped (a visitor who never
+        // reads) cannot use up the session's credit and stall the other streams.
+        self.consumed_session(len);
         Ok(())
     }
 
@@ -138,7 +142,7 @@ impl Mux {
             return Ok(());
         }
         stream.reset = Some(code);
-        let dropped = stream.buffered();
+        // The dropped bytes' session credit came back when they arrived.
         stream.recv_buf.clear();
         if stream.blocked {
             stream.blocked = false;
@@ -146,7 +150,6 @@ impl Mux {
         }
         self.events.push_back(Event::Readable(id));
         self.events.push_back(Event::Writable(id));
-        self.consumed_session(dropped);
         Ok(())
     }
 

@@ -445,8 +445,8 @@ impl Mux {
     /// Returns session-level credit for `n` bytes consumed or dropped.
     fn consumed_session(&mut self, n: usize) {
         self.recv_unacked += n as u64;
-        // Returned at a quarter (not half, as for streams): stalled streams hold session
-        // credit, and small, frequent returns keep the rest of the session flowing.
+        // Returned at a quarter (not half, as for streams): small, frequent returns keep the
+        // session flowing.
         if self.recv_unacked >= u64::from(self.local.session_window / 4) {
             let increment = self.recv_unacked;
             self.recv_unacked = 0;

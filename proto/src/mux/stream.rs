@@ -192,13 +192,12 @@ impl Mux {
             return;
         }
         stream.reset = Some(code);
-        let dropped = stream.buffered();
         stream.recv_buf.clear();
         let done = stream.fin_sent && stream.fin_received;
         if !self.closed && !done {
             self.queue(&Frame::Rst { stream: id, code });
         }
-        self.consumed_session(dropped);
+        // The dropped bytes' session credit came back when they arrived.
     }
 
     /// The application is done with `id` (its handle was dropped). Like closing a TCP socket:
@@ -222,8 +221,6 @@ impl Mux {
             }
             let growth = stream.window.saturating_sub(self.local.stream_window);
             self.grown = self.grown.saturating_sub(u64::from(growth));
-            // Whatever was still buffered no longer holds session credit.
-            self.consumed_session(stream.buffered());
         }
     }
 
@@ -270,7 +267,6 @@ impl Mux {
                 });
             }
         }
-        self.consumed_session(n);
     }
 
     pub(super) fn add_send_credit(&mut self, id: StreamId, increment: u32) -> bool {

@@ -415,3 +415,58 @@ fn growth_is_capped_per_session_and_given_back_on_release() {
         GROWN_WINDOW as usize
     );
 }
+
+/// Streams nobody reads, holding together far more than the session window, do not stall a
+/// stream that is read: their bytes hold no session credit once they arrived, only their own
+/// stream windows (docs/protocol.md, "Flow control").
+#[test]
+fn streams_nobody_reads_do_not_stall_the_session() {
+    let now = Instant::now();
+    let small = Settings {
+        stream_window: 64 * 1024,
+        session_window: 256 * 1024,
+        max_streams: 1000,
+    };
+    let hb = Heartbeat::default();
+    let mut edge = Mux::new(Role::Edge, small, small, hb, now);
+    let mut agent = Mux::new(Role::Agent, small, small, hb, now);
+    // The edge opens 20 streams (20 windows: five times the session window); the agent
+    // answers each with a whole window that the edge never reads.
+    let stalled: Vec<StreamId> = (0..20)
+        .map(|_| edge.open(TunnelId(0)).expect("open"))
+        .collect();
+    pump(&mut edge, &mut agent, now);
+    let block = vec![3u8; 64 * 1024];
+    for id in &stalled {
+        let mut sent = 0;
+        while sent < block.len() {
+            let n = agent.write(*id, &block[sent..]).expect("write");
+            assert!(
+                n > 0,
+                "stream {id} blocked after {sent} bytes: session credit was held"
+            );
+            sent += n;
+            pump(&mut agent, &mut edge, now);
+            pump(&mut edge, &mut agent, now);
+        }
+    }
+    // A fresh stream still moves many session windows of data, read as it arrives.
+    let live = edge.open(TunnelId(0)).expect("open");
+    pump(&mut edge, &mut agent, now);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut moved = 0;
+    while moved < 4 * 256 * 1024 {
+        let n = agent.write(live, &block).expect("write");
+        assert!(n > 0, "the live stream stalled after {moved} bytes");
+        pump(&mut agent, &mut edge, now);
+        while let Read::Data(got) = edge.read(live, &mut buf).expect("read") {
+            moved += got;
+        }
+        pump(&mut edge, &mut agent, now);
+    }
+    // What the stalled streams hold is bounded by their own windows.
+    for id in &stalled {
+        let held = edge.streams.get(id).map_or(0, StreamState::buffered);
+        assert!(held <= 64 * 1024, "stream {id} holds {held} bytes");
+    }
+}
