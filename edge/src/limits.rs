@@ -185,7 +185,7 @@ impl ConnectionLimits {
 
     /// Connections open from `peer`'s address (its /64 for IPv6).
     #[cfg(test)]
-    pub fn from_address(&self, peer: IpAddr) -> usize {
+    pub fn open_from(&self, peer: IpAddr) -> usize {
         self.addresses.count(peer)
     }
 }
@@ -386,13 +386,13 @@ mod tests {
         assert_eq!(c.refusal(), Some(Refusal::TooManyFromAddress), "same /64");
         let other = admit(&limits, Listener::Visitor, "2001:db8:1:3::1").expect("other /64");
         assert!(other.refusal().is_none());
-        assert_eq!(limits.from_address(ip("2001:db8:1:2::7")), 2);
+        assert_eq!(limits.open_from(ip("2001:db8:1:2::7")), 2);
         drop((a, c));
-        assert_eq!(limits.from_address(ip("2001:db8:1:2::7")), 1);
+        assert_eq!(limits.open_from(ip("2001:db8:1:2::7")), 1);
         let mapped = admit(&limits, Listener::Visitor, "::ffff:192.0.2.9").expect("v4");
         assert!(mapped.refusal().is_none());
         assert_eq!(
-            limits.from_address(ip("192.0.2.9")),
+            limits.open_from(ip("192.0.2.9")),
             1,
             "mapped IPv4 counts as IPv4"
         );
@@ -402,7 +402,7 @@ mod tests {
             std::mem::forget(local);
         }
         assert_eq!(
-            limits.from_address(ip("127.0.0.1")),
+            limits.open_from(ip("127.0.0.1")),
             0,
             "loopback is not counted"
         );

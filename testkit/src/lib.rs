@@ -11,6 +11,7 @@
 //! - `challtestsrv`: a real DNS server (`pebble-challtestsrv`) whose TXT and CNAME records tests set.
 //! - `redis`: real `redis-server` processes (one, or a Redis Cluster) on free loopback ports.
 //! - `pebble`: a real ACME server (`pebble`) and its DNS (`pebble-challtestsrv`) on free ports.
+//! - `recording`: a local service that records requests exactly as they arrived.
 //! - `tls`: an HTTPS client for tests that trusts only the roots it is given.
 //! - `latency_proxy`: a TCP proxy that adds a (changeable) delay each way, for latency tests.
 //! - `http`: end-to-end helpers: a whole tunnel in one call, raw HTTP/1.x, HTTP/2, a scripted
@@ -26,5 +27,6 @@ pub mod multi;
 pub mod origin;
 pub mod pattern;
 pub mod pebble;
+pub mod recording;
 pub mod redis;
 pub mod tls;

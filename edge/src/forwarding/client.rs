@@ -81,6 +81,9 @@ fn in_range(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 /// What a trusted proxy said about the client, gathered from the visitor's fields in order.
 #[derive(Debug, Default)]
 pub struct Received<'a> {
+    /// How the visitor spelled each of the five names, in [`ClientFields::pairs`] order (the
+    /// first occurrence): the edge's fields keep that spelling, as hyper's header maps do.
+    pub names: [Option<&'a [u8]>; 5],
     pub x_forwarded_for: Vec<&'a [u8]>,
     pub forwarded: Vec<&'a [u8]>,
     pub x_real_ip: Option<&'a [u8]>,
@@ -137,21 +140,23 @@ impl ClientFields {
         }
     }
 
-    /// The fields as `(name, value)`, in order.
+    /// The fields as `(name, value)`, in order. Names are written lowercase by both engines
+    /// (hyper's header maps hold lowercase names; HTTP gives case no meaning).
     pub fn pairs(&self) -> [(&'static str, &[u8]); 5] {
         [
-            ("X-Forwarded-For", &self.x_forwarded_for),
-            ("X-Forwarded-Proto", &self.x_forwarded_proto),
-            ("X-Forwarded-Host", &self.x_forwarded_host),
-            ("X-Real-IP", &self.x_real_ip),
-            ("Forwarded", &self.forwarded),
+            ("x-forwarded-for", &self.x_forwarded_for),
+            ("x-forwarded-proto", &self.x_forwarded_proto),
+            ("x-forwarded-host", &self.x_forwarded_host),
+            ("x-real-ip", &self.x_real_ip),
+            ("forwarded", &self.forwarded),
         ]
     }
 
-    /// Writes the fields as header lines.
-    pub fn write(&self, out: &mut BytesMut) {
-        for (name, value) in self.pairs() {
-            out.put_slice(name.as_bytes());
+    /// Writes the fields as header lines, each name as `spelled` (the visitor's spelling of
+    /// it, if it sent one) or lowercase.
+    pub fn write(&self, out: &mut BytesMut, spelled: &[Option<&[u8]>; 5]) {
+        for ((name, value), spelling) in self.pairs().into_iter().zip(spelled) {
+            out.put_slice(spelling.unwrap_or(name.as_bytes()));
             out.put_slice(b": ");
             out.put_slice(value);
             out.put_slice(b"\r\n");
@@ -170,7 +175,7 @@ fn joined(received: &[&[u8]], last: &[u8]) -> Vec<u8> {
     out
 }
 
-fn trimmed<'a>(value: Option<&'a [u8]>) -> Option<&'a [u8]> {
+fn trimmed(value: Option<&[u8]>) -> Option<&[u8]> {
     let value = value?;
     let start = value.iter().position(|&b| b != b' ' && b != b'\t')?;
     let end = value.iter().rposition(|&b| b != b' ' && b != b'\t')? + 1;
@@ -270,6 +275,7 @@ mod tests {
             x_real_ip: Some(b"203.0.113.1"),
             x_forwarded_proto: Some(b"https"),
             x_forwarded_host: None,
+            ..Received::default()
         };
         let fields = ClientFields::new(ip("::1"), "http", b"a.localhost:8080", Some(&received));
         assert_eq!(fields.x_forwarded_for, b"203.0.113.1, 10.0.0.2, ::1");

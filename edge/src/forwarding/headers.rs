@@ -43,7 +43,7 @@ pub fn request_for_local(
     });
     for (name, value) in client.pairs() {
         if let Ok(value) = HeaderValue::from_bytes(value) {
-            headers.append(HeaderName::from_static(lower(name)), value);
+            headers.append(HeaderName::from_static(name), value);
         }
     }
     if let Some(host) = forwarding.host_override
@@ -55,6 +55,21 @@ pub fn request_for_local(
         && let Ok(id) = HeaderValue::from_str(forwarding.request_id)
     {
         headers.insert(&X_REQUEST_ID, id);
+    }
+}
+
+/// Marks a request whose body has no known length as chunked. hyper's client otherwise
+/// sends a GET, HEAD or CONNECT with such a body without it (it assumes those methods have
+/// none), where the proxy core passes the body on: the two engines must send the same.
+pub fn frame_unknown_length(headers: &mut HeaderMap, body: &impl http_body::Body) {
+    if !body.is_end_stream()
+        && body.size_hint().exact().is_none()
+        && !headers.contains_key(header::CONTENT_LENGTH)
+    {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
     }
 }
 
@@ -102,17 +117,6 @@ fn received(headers: &HeaderMap) -> Received<'_> {
         }
     }
     received
-}
-
-/// The lowercase form of a client-address field name, as `HeaderName` wants it.
-fn lower(name: &'static str) -> &'static str {
-    match name {
-        "X-Forwarded-For" => "x-forwarded-for",
-        "X-Forwarded-Proto" => "x-forwarded-proto",
-        "X-Forwarded-Host" => "x-forwarded-host",
-        "X-Real-IP" => "x-real-ip",
-        _ => "forwarded",
-    }
 }
 
 fn remove_matching(headers: &mut HeaderMap, matches: impl Fn(&str) -> bool) {

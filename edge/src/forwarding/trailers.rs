@@ -60,9 +60,12 @@ impl Declared {
     }
 }
 
+/// A trailer field: its name and its value.
+pub type Field<'a> = (&'a [u8], &'a [u8]);
+
 /// Parses `section` (field lines, each ending in CRLF, without the empty line that closes the
 /// section) strictly into `(name, value)` pairs, values without surrounding whitespace.
-pub fn parse(section: &[u8]) -> Result<Vec<(&[u8], &[u8])>, TrailerError> {
+pub fn parse(section: &[u8]) -> Result<Vec<Field<'_>>, TrailerError> {
     if section.contains(&0) {
         return Err(TrailerError::Nul);
     }
@@ -115,7 +118,8 @@ pub fn rewrite(section: &[u8], declared: &Declared) -> Result<Bytes, TrailerErro
         // Names are tokens (ASCII), checked above.
         let allowed = std::str::from_utf8(name).is_ok_and(allowed_in_trailers);
         if allowed && declared.contains(name) {
-            out.put_slice(name);
+            // Lowercase, as hyper writes trailers on the general path.
+            out.extend(name.iter().map(u8::to_ascii_lowercase));
             out.put_slice(b": ");
             out.put_slice(value);
             out.put_slice(b"\r\n");
@@ -210,7 +214,7 @@ mod tests {
             &declared("x-checksum, Content-Length, warren-relay-moved"),
         )
         .expect("valid");
-        assert_eq!(&out[..], b"X-Checksum: abc\r\n");
+        assert_eq!(&out[..], b"x-checksum: abc\r\n");
         assert!(
             rewrite(section, &Declared::default())
                 .expect("valid")

@@ -258,8 +258,11 @@ pub async fn relay(
         let (deferred, slot) = Deferred::new(body);
         (Either::Left(deferred), slot)
     };
-    let outbound = outbound_request(relay, &parts, outbound_body, relay_addr, hostname, origin)
+    let mut outbound = outbound_request(relay, &parts, outbound_body, relay_addr, hostname, origin)
         .map_err(RelayFailure::Failed)?;
+    let (mut head, body) = outbound.into_parts();
+    headers::frame_unknown_length(&mut head.headers, &body);
+    outbound = Request::from_parts(head, body);
     let sent = tokio::time::timeout(timeout, relay.client.request(outbound));
     let mut response = match sent.await {
         Ok(Ok(response)) => response,

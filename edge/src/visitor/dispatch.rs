@@ -54,7 +54,15 @@ pub async fn handle(
     };
     Ok(result.unwrap_or_else(|error| {
         tracing::debug!(visitor = %peer, request_id = %ctx.request_id, %error, side = ?error.side(), "request failed");
-        error_page::render(&error, html, &ctx.request_id)
+        let mut page = error_page::render(&error, html, &ctx.request_id);
+        if conn.admission.refusal().is_some() {
+            // A connection over a cap is answered once, then closed.
+            page.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        page
     }))
 }
 

@@ -75,6 +75,7 @@ pub async fn forward(
         host_override: tunnel.host_header.as_deref(),
     };
     headers::request_for_local(&mut parts.headers, &forwarding, &routed_host, wants_upgrade);
+    headers::frame_unknown_length(&mut parts.headers, &body);
     parts.uri = origin_form(&parts.uri);
     parts.version = Version::HTTP_11;
     let body = Metered::new(body)

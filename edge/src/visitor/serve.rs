@@ -12,6 +12,7 @@ use crate::limits::{Admission, Listener};
 use crate::visitor::Visitors;
 use crate::visitor::deadline::WriteDeadline;
 use crate::visitor::dispatch;
+use crate::visitor::h1::strict::StrictH1;
 use crate::visitor::rewind::Rewind;
 use bytes::Bytes;
 use hyper::service::service_fn;
@@ -122,7 +123,7 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let mut http1 = builder.http1();
     http1
-        .keep_alive(conn.admission.refusal().is_none())
+        .keep_alive(true)
         .preserve_header_case(true)
         .max_buf_size(config.max_header_bytes.max(8192))
         .header_read_timeout(config.handshake_timeout)
@@ -157,6 +158,11 @@ where
             response.map(|r| r.map(|body| crate::body::Tracked::new(body, guard)))
         }
     });
+    // Visitors' HTTP/1.1 framing is held to the proxy core's rules (`h1/strict.rs`).
+    let socket = match conn.listener.is_public() {
+        true => StrictH1::new(socket, config.max_header_bytes.max(8192)),
+        false => StrictH1::passthrough(socket),
+    };
     let served = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
     tokio::pin!(served);
     let idle = config.idle_timeout;

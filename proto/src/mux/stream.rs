@@ -74,6 +74,7 @@ impl StreamState {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn buffered(&self) -> usize {
         self.recv_buf.iter().map(Bytes::len).sum()
     }

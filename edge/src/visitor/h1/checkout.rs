@@ -8,7 +8,7 @@ use crate::tunnel::LiveTunnel;
 use crate::visitor::h1::Visitor;
 use crate::visitor::h1::head::{self, ResponseFacts};
 use crate::visitor::h1::request_body::{Upload, UploadError};
-use crate::visitor::h1::response_body::{CHUNK, Upstream, poll_hangup};
+use crate::visitor::h1::response_body::{CHUNK, Unread, poll_hangup};
 use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
 use std::io;
@@ -66,7 +66,7 @@ impl UpstreamFailure {
 pub(super) async fn exchange_head<S>(
     visitor: &mut Visitor<S>,
     stream: &Stream,
-    up: &mut Upstream,
+    up: &mut Unread,
     head: &Bytes,
     upload: &mut Upload,
     timeout: Duration,
@@ -126,7 +126,7 @@ where
 fn poll_response_head(
     cx: &mut Context<'_>,
     stream: &Stream,
-    up: &mut Upstream,
+    up: &mut Unread,
     is_head: bool,
     out: &mut BytesMut,
 ) -> Poll<Result<ResponseFacts, UpstreamFailure>> {
@@ -173,5 +173,95 @@ fn poll_response_head(
             }
             Err(e) => return Poll::Ready(Err(UpstreamFailure::Io(e))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forwarding::trailers::Declared;
+    use crate::visitor::h1::framing::BodyKind;
+    use crate::visitor::h1::testing::{SessionPair, visitor_pipe};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Sends a bodiless request and lets the local service answer `answer` (then close, if
+    /// `close`); returns the outcome and the head written for the visitor.
+    async fn head_for(
+        answer: &'static [u8],
+        close: bool,
+        timeout: Duration,
+    ) -> (HeadOutcome, String) {
+        let mut pair = SessionPair::start();
+        let stream = pair.open();
+        let (edge_side, visitor_end) = visitor_pipe();
+        let mut visitor = Visitor {
+            io: edge_side,
+            buf: BytesMut::new(),
+            peer: "192.0.2.1:1".parse().expect("addr"),
+            trusted: false,
+            proto: "http",
+            out: BytesMut::new(),
+            spare_head: BytesMut::new(),
+        };
+        let local = async {
+            let mut agent = pair.accept().await;
+            let mut head = [0u8; 10];
+            agent.read_exact(&mut head).await.expect("request head");
+            agent.write_all(answer).await.expect("answer");
+            if close {
+                // FIN without a byte: the local service closed its connection unanswered.
+                agent.shutdown().await.expect("FIN");
+            }
+            // Otherwise the stream stays open: a local service that is still thinking.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        };
+        let mut up = Unread::default();
+        let mut upload = Upload::new(BodyKind::None, Declared::default());
+        let head = Bytes::from_static(b"GET / \r\n\r\n");
+        let outcome = tokio::select! {
+            outcome = exchange_head(&mut visitor, &stream, &mut up, &head, &mut upload, timeout, false) => outcome,
+            () = local => unreachable!("the local side never finishes first"),
+        };
+        drop(visitor_end);
+        (outcome, String::from_utf8_lossy(&visitor.out).into_owned())
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_skipped_and_the_head_rewritten() {
+        let (outcome, head) = head_for(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nKeep-Alive: 5\r\nwarren-relay-moved: 1\r\nContent-Length: 2\r\n\r\nok",
+            false,
+            Duration::from_secs(5),
+        )
+        .await;
+        let HeadOutcome::Head(facts) = outcome else {
+            panic!("no head");
+        };
+        assert_eq!((facts.status, facts.body), (200, BodyKind::Length(2)));
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_answer_a_silent_close_and_a_slow_service_are_told_apart() {
+        let (outcome, _) = head_for(
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            false,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(matches!(
+            outcome,
+            HeadOutcome::Failed(UpstreamFailure::Invalid(_))
+        ));
+        let (outcome, _) = head_for(b"", true, Duration::from_secs(5)).await;
+        assert!(matches!(
+            outcome,
+            HeadOutcome::Failed(UpstreamFailure::ClosedEarly)
+        ));
+        let (outcome, _) = head_for(b"HTTP/1.1 200", false, Duration::from_millis(300)).await;
+        assert!(matches!(
+            outcome,
+            HeadOutcome::Failed(UpstreamFailure::Timeout)
+        ));
     }
 }

@@ -10,15 +10,16 @@
 use crate::error::EdgeError;
 use crate::forwarding::error_page;
 use crate::forwarding::trailers::Declared;
-use crate::tunnel::LiveTunnel;
 use crate::visitor::h1::checkout::{HeadOutcome, UpstreamFailure, exchange_head};
 use crate::visitor::h1::framing::BodyKind;
 use crate::visitor::h1::head;
 use crate::visitor::h1::request_body::{Upload, UploadError};
-use crate::visitor::h1::response_body::{Cut, Unwatched, Upstream, Watched, send_body, write_all};
+use crate::visitor::h1::response_body::{
+    Interrupted, Unread, VisitorWriteHalf, WatchedVisitor, send_body, write_all,
+};
 use crate::visitor::h1::{Next, Prepared, Visitor};
 use bytes::{Buf, BytesMut};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use warren_proto::ResetCode;
@@ -61,7 +62,7 @@ where
                 return fail(visitor, &facts, &request_id, log, &error, upload.done).await;
             }
         };
-        let mut up = Upstream::default();
+        let mut up = Unread::default();
         let outcome = exchange_head(
             visitor,
             &stream,
@@ -94,7 +95,7 @@ where
             }
             HeadOutcome::VisitorGone => {
                 stream.reset(ResetCode::Cancel);
-                return Next::Close;
+                return Next::Linger;
             }
         }
     };
@@ -106,7 +107,7 @@ where
     head::finish_response(&mut bytes, close_visitor);
     let status = rfacts.status;
     let sent = if upload.done || upload.failed {
-        let mut down = Watched {
+        let mut down = WatchedVisitor {
             io: &mut visitor.io,
             buf: &mut visitor.buf,
         };
@@ -116,7 +117,7 @@ where
             &mut up,
             &bytes,
             (rfacts.body, &rfacts.trailers),
-            &tunnel,
+            &tunnel.counters.bytes_out,
         )
         .await
     } else {
@@ -129,7 +130,7 @@ where
             &mut upload,
             &bytes,
             (rfacts.body, &rfacts.trailers),
-            &tunnel,
+            &tunnel.counters.bytes_out,
         )
         .await
     };
@@ -152,19 +153,19 @@ where
             } else if facts.close && upload.done && visitor.buf.is_empty() {
                 // The visitor asked to close, sent its request whole and nothing after it:
                 // no lingering needed.
-                Next::Done
+                Next::CloseNow
             } else {
-                Next::Close
+                Next::Linger
             };
             (next, None)
         }
-        Err(Cut::Upstream) => {
+        Err(Interrupted::Upstream) => {
             stream.reset(ResetCode::Cancel);
-            (Next::Close, Some("response-interrupted"))
+            (Next::Linger, Some("response-interrupted"))
         }
-        Err(Cut::Visitor) => {
+        Err(Interrupted::Visitor) => {
             stream.reset(ResetCode::Cancel);
-            (Next::Close, Some("response-interrupted"))
+            (Next::Linger, Some("response-interrupted"))
         }
     };
     if let Some(log) = log {
@@ -210,7 +211,7 @@ where
     let close = facts.close || !(body_read || facts.body == BodyKind::None);
     let page = error_page::http1_bytes(error, facts.html, request_id, close);
     if write_all(&mut visitor.io, [&page]).await.is_err() || close {
-        return Next::Close;
+        return Next::Linger;
     }
     Next::KeepAlive
 }
@@ -251,20 +252,20 @@ where
 async fn duplex<S>(
     visitor: &mut Visitor<S>,
     stream: &Stream,
-    up: &mut Upstream,
+    up: &mut Unread,
     upload: &mut Upload,
     head: &[u8],
     body: (BodyKind, &Declared),
-    tunnel: &LiveTunnel,
-) -> Result<(), Cut>
+    bytes_out: &AtomicU64,
+) -> Result<(), Interrupted>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, writer) = tokio::io::split(&mut visitor.io);
     let buf = &mut visitor.buf;
     // The upload reads the visitor's side and notices a hang-up itself.
-    let mut down = Unwatched(writer);
-    let body = send_body(&mut down, stream, up, head, body, tunnel);
+    let mut down = VisitorWriteHalf(writer);
+    let body = send_body(&mut down, stream, up, head, body, bytes_out);
     tokio::pin!(body);
     let mut uploading = true;
     loop {
@@ -277,7 +278,7 @@ where
                     upload.failed = true;
                     uploading = false;
                 }
-                Err(UploadError::Visitor(_)) => return Err(Cut::Visitor),
+                Err(UploadError::Visitor(_)) => return Err(Interrupted::Visitor),
             },
         }
     }

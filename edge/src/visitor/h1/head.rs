@@ -158,23 +158,28 @@ pub fn write_request(
         match fields::request_field(field.name) {
             RequestField::Hop | RequestField::Connection | RequestField::Internal => continue,
             RequestField::ClientAddress(ClientField::XForwardedFor) => {
+                received.names[0].get_or_insert(field.name.as_bytes());
                 received.x_forwarded_for.push(field.value);
                 continue;
             }
-            RequestField::ClientAddress(ClientField::Forwarded) => {
-                received.forwarded.push(field.value);
-                continue;
-            }
-            RequestField::ClientAddress(ClientField::XRealIp) => {
-                received.x_real_ip.get_or_insert(field.value);
-                continue;
-            }
             RequestField::ForwardedProto => {
+                received.names[1].get_or_insert(field.name.as_bytes());
                 received.x_forwarded_proto.get_or_insert(field.value);
                 continue;
             }
             RequestField::ForwardedHost => {
+                received.names[2].get_or_insert(field.name.as_bytes());
                 received.x_forwarded_host.get_or_insert(field.value);
+                continue;
+            }
+            RequestField::ClientAddress(ClientField::XRealIp) => {
+                received.names[3].get_or_insert(field.name.as_bytes());
+                received.x_real_ip.get_or_insert(field.value);
+                continue;
+            }
+            RequestField::ClientAddress(ClientField::Forwarded) => {
+                received.names[4].get_or_insert(field.name.as_bytes());
+                received.forwarded.push(field.value);
                 continue;
             }
             RequestField::Host => {
@@ -194,9 +199,9 @@ pub fn write_request(
         facts.host_value.as_bytes(),
         forwarding.trusted.then_some(&received),
     );
-    client.write(out);
+    client.write(out, &received.names);
     if !has_request_id {
-        put_field(out, b"X-Request-Id", forwarding.request_id.as_bytes());
+        put_field(out, b"x-request-id", forwarding.request_id.as_bytes());
     }
     out.put_slice(b"\r\n");
 }
@@ -450,10 +455,10 @@ mod tests {
             head,
             "POST /a?b=1 HTTP/1.1\r\nHost: Demo.example:8080\r\nX-Repeat: 1\r\nx-repeat: 2\r\n\
              Content-Length: 3\r\nAccept: text/html\r\nX-Forwarded-For: 192.0.2.7\r\n\
-             X-Forwarded-Proto: https\r\nX-Forwarded-Host: Demo.example:8080\r\n\
-             X-Real-IP: 192.0.2.7\r\n\
-             Forwarded: for=192.0.2.7;host=\"Demo.example:8080\";proto=https\r\n\
-             X-Request-Id: edge-1\r\n\r\n"
+             X-Forwarded-Proto: https\r\nx-forwarded-host: Demo.example:8080\r\n\
+             x-real-ip: 192.0.2.7\r\n\
+             forwarded: for=192.0.2.7;host=\"Demo.example:8080\";proto=https\r\n\
+             x-request-id: edge-1\r\n\r\n"
         );
     }
 

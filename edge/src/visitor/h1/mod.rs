@@ -18,6 +18,9 @@ pub mod framing;
 pub mod head;
 pub mod request_body;
 pub mod response_body;
+pub mod strict;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use crate::config::DEFAULT_MAX_HEADERS;
 use crate::forwarding::Forwarding;
@@ -66,11 +69,13 @@ pub(crate) struct Prepared {
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
+    /// Read the next request on this connection.
     KeepAlive,
-    /// Close after a half-close and a short read of what the visitor may still send.
-    Close,
+    /// Close gracefully: half-close, then read for a moment what the visitor may still send
+    /// (so its unread bytes do not turn the close into a reset that destroys the response).
+    Linger,
     /// Close at once: the visitor asked for it and sent nothing after its request.
-    Done,
+    CloseNow,
 }
 
 /// Serves a visitor connection, proxying what it can and handing the rest to hyper.
@@ -104,7 +109,7 @@ where
         };
         match exchange::run(&visitors, &mut visitor, prepared).await {
             Next::KeepAlive if !visitors.life.draining.is_cancelled() => {}
-            Next::Done => {
+            Next::CloseNow => {
                 exchange::close_now(&mut visitor).await;
                 return;
             }

@@ -153,3 +153,101 @@ impl Upload {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::visitor::h1::testing::{SessionPair, visitor_pipe};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Runs an upload of `kind` whose visitor sends `sent`; returns the result and what the
+    /// agent received (head included) once the upload ended.
+    async fn upload(
+        kind: BodyKind,
+        declared: &str,
+        sent: &[u8],
+        hang_up: bool,
+    ) -> (Result<(), String>, Vec<u8>) {
+        let mut pair = SessionPair::start();
+        let stream = pair.open();
+        let (mut edge_side, mut visitor) = visitor_pipe();
+        visitor.write_all(sent).await.expect("visitor writes");
+        if hang_up {
+            drop(visitor);
+        } else {
+            // Keep the visitor's end open; it sends nothing more.
+            std::mem::forget(visitor);
+        }
+        let mut trailers = Declared::default();
+        trailers.add(declared.as_bytes());
+        let mut upload = Upload::new(kind, trailers);
+        upload.restart(Bytes::from_static(b"HEAD\r\n\r\n"));
+        let mut buf = BytesMut::new();
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            upload.drive(&mut edge_side, &mut buf, &stream),
+        )
+        .await
+        .expect("the upload ends");
+        let result = result.map_err(|e| match e {
+            UploadError::Visitor(Some(why)) => why,
+            UploadError::Visitor(None) => "visitor gone".to_string(),
+            UploadError::Upstream(e) => format!("upstream: {e}"),
+        });
+        let mut agent = pair.accept().await;
+        drop(stream);
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            agent.read_to_end(&mut got),
+        )
+        .await;
+        (result, got)
+    }
+
+    #[tokio::test]
+    async fn a_length_body_goes_up_exactly() {
+        let (result, got) = upload(BodyKind::Length(5), "", b"helloGET /next", false).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(got, b"HEAD\r\n\r\nhello", "only the declared length");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_reencoded_with_declared_trailers_only() {
+        let sent =
+            b"3\r\nabc\r\n2;ext=x\r\nde\r\n0\r\nX-Sum: 1\r\nX-Other: 2\r\nHost: evil\r\n\r\n";
+        let (result, got) = upload(BodyKind::Chunked, "x-sum, host", sent, false).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "HEAD\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nx-sum: 1\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_framing_is_the_visitors_fault() {
+        for sent in [
+            &b"3\r\nabc\r\n0\r\nX: a\nGET /smuggled HTTP/1.1\r\n\r\n"[..],
+            b"3\r\nabc\r\n0\r\nX: a\r\n folded\r\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"zz\r\n",
+        ] {
+            let (result, got) = upload(BodyKind::Chunked, "x", sent, false).await;
+            assert!(
+                matches!(&result, Err(why) if why.contains("malformed")),
+                "{:?}: {result:?}",
+                String::from_utf8_lossy(sent)
+            );
+            assert!(
+                !String::from_utf8_lossy(&got).contains("smuggled"),
+                "nothing after the fault went up"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_visitor_gone_mid_body_is_reported() {
+        let (result, _) = upload(BodyKind::Length(100), "", b"only some", true).await;
+        assert_eq!(result, Err("visitor gone".into()));
+    }
+}

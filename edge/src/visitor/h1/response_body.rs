@@ -4,13 +4,12 @@
 //! included. The visitor's connection is watched for a hang-up while the response waits.
 
 use crate::forwarding::trailers::{self, Declared};
-use crate::tunnel::LiveTunnel;
 use crate::visitor::h1::framing::{self, BodyKind, ChunkDecoder, Piece};
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::io::poll_read_buf;
@@ -23,14 +22,14 @@ pub(super) const CHUNK: usize = 256 * 1024;
 /// the piece they arrived in (`held`, no copy) unless several pieces must be joined (`buf`: a
 /// head split across frames, a chunked body); at most one of the two holds bytes.
 #[derive(Default)]
-pub(super) struct Upstream {
+pub(super) struct Unread {
     held: Bytes,
     buf: BytesMut,
     /// Response body bytes passed to the visitor.
     pub(super) body_bytes: u64,
 }
 
-impl Upstream {
+impl Unread {
     pub(super) fn is_empty(&self) -> bool {
         self.held.is_empty() && self.buf.is_empty()
     }
@@ -80,24 +79,26 @@ impl Upstream {
     }
 }
 
-/// Why a response body stopped short.
-pub(super) enum Cut {
+/// Why a response body stopped short: the local side (its stream ended or reset, or it sent
+/// a malformed body) or the visitor (gone, or not reading within the write deadline).
+pub(super) enum Interrupted {
     Upstream,
     Visitor,
 }
 
 /// Writes the response head and streams the body to the visitor in its framing.
-pub(super) async fn send_body<D: Downstream>(
+pub(super) async fn send_body<D: ToVisitor>(
     io: &mut D,
     stream: &Stream,
-    up: &mut Upstream,
+    up: &mut Unread,
     head: &[u8],
     (kind, declared): (BodyKind, &Declared),
-    tunnel: &LiveTunnel,
-) -> Result<(), Cut> {
-    let counter = &tunnel.counters.bytes_out;
+    counter: &AtomicU64,
+) -> Result<(), Interrupted> {
     match kind {
-        BodyKind::None => write_all(io, [head]).await.map_err(|_| Cut::Visitor),
+        BodyKind::None => write_all(io, [head])
+            .await
+            .map_err(|_| Interrupted::Visitor),
         BodyKind::Length(total) => {
             let mut remaining = total;
             let mut head = Some(head);
@@ -107,11 +108,11 @@ pub(super) async fn send_body<D: Downstream>(
                 if up.is_empty() {
                     if let Some(h) = head.take() {
                         // Head first: the visitor learns the status without waiting for the body.
-                        write_all(io, [h]).await.map_err(|_| Cut::Visitor)?;
+                        write_all(io, [h]).await.map_err(|_| Interrupted::Visitor)?;
                     }
                     match next_chunk(stream, io).await? {
                         Some(chunk) => batch.push(chunk),
-                        None => return Err(Cut::Upstream),
+                        None => return Err(Interrupted::Upstream),
                     }
                     // Whatever else has arrived goes out in the same write.
                     gather(stream, &mut batch, remaining);
@@ -136,7 +137,7 @@ pub(super) async fn send_body<D: Downstream>(
                     (None, [data]) => write_all(io, [data]).await,
                     (h, _) => write_batch(io, h, &batch).await,
                 }
-                .map_err(|_| Cut::Visitor)?;
+                .map_err(|_| Interrupted::Visitor)?;
                 if remaining == 0 {
                     return Ok(());
                 }
@@ -162,7 +163,7 @@ pub(super) async fn send_body<D: Downstream>(
                     Ok(Some(Piece::End(trailers))) => {
                         let Ok(trailers) = trailers::rewrite(&trailers, declared) else {
                             tracing::debug!("the local service sent a malformed trailer section");
-                            return Err(Cut::Upstream);
+                            return Err(Interrupted::Upstream);
                         };
                         out.pieces.push(framing::last_chunk(&trailers));
                         return out.write(io, head.take()).await;
@@ -176,12 +177,12 @@ pub(super) async fn send_body<D: Downstream>(
                         out.write(io, head.take()).await?;
                         match next_chunk(stream, io).await? {
                             Some(chunk) => up.push(chunk),
-                            None => return Err(Cut::Upstream),
+                            None => return Err(Interrupted::Upstream),
                         }
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "the local service sent a malformed chunked body");
-                        return Err(Cut::Upstream);
+                        return Err(Interrupted::Upstream);
                     }
                 }
             }
@@ -219,15 +220,18 @@ pub(super) async fn send_body<D: Downstream>(
 
 /// The next piece of the response from the stream (`None` at its end), unless the visitor
 /// hangs up first.
-async fn next_chunk<D: Downstream>(stream: &Stream, down: &mut D) -> Result<Option<Bytes>, Cut> {
+async fn next_chunk<D: ToVisitor>(
+    stream: &Stream,
+    down: &mut D,
+) -> Result<Option<Bytes>, Interrupted> {
     poll_fn(|cx| {
         match stream.poll_read_chunk(cx, CHUNK) {
             Poll::Ready(Ok(chunk)) => return Poll::Ready(Ok(chunk)),
-            Poll::Ready(Err(_)) => return Poll::Ready(Err(Cut::Upstream)),
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(Interrupted::Upstream)),
             Poll::Pending => {}
         }
         match down.poll_hangup(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Cut::Visitor)),
+            Poll::Ready(()) => Poll::Ready(Err(Interrupted::Visitor)),
             Poll::Pending => Poll::Pending,
         }
     })
@@ -293,13 +297,17 @@ impl ChunkBatch {
     }
 
     /// Writes `head` (if not yet sent) and the batch, then empties it.
-    async fn write<D: Downstream>(&mut self, io: &mut D, head: Option<&[u8]>) -> Result<(), Cut> {
+    async fn write<D: ToVisitor>(
+        &mut self,
+        io: &mut D,
+        head: Option<&[u8]>,
+    ) -> Result<(), Interrupted> {
         if head.is_none() && self.pieces.is_empty() {
             return Ok(());
         }
         write_batch(io, head, &self.pieces)
             .await
-            .map_err(|_| Cut::Visitor)?;
+            .map_err(|_| Interrupted::Visitor)?;
         self.pieces.clear();
         self.bytes = 0;
         Ok(())
@@ -356,32 +364,32 @@ pub(super) fn poll_hangup<R: AsyncRead + Unpin>(
 
 /// Where a response goes: the visitor's connection, which is watched for a hang-up while
 /// the response waits on the local service.
-pub(super) trait Downstream: AsyncWrite + Unpin {
+pub(super) trait ToVisitor: AsyncWrite + Unpin {
     fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
 /// The whole visitor connection: writes go out, reads watch for a hang-up.
-pub(super) struct Watched<'a, S> {
+pub(super) struct WatchedVisitor<'a, S> {
     pub(super) io: &'a mut S,
     pub(super) buf: &'a mut BytesMut,
 }
 
 /// The writing half of a visitor connection whose reading half is busy elsewhere.
-pub(super) struct Unwatched<W>(pub(super) W);
+pub(super) struct VisitorWriteHalf<W>(pub(super) W);
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Downstream for Watched<'_, S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> ToVisitor for WatchedVisitor<'_, S> {
     fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         poll_hangup(cx, self.io, self.buf)
     }
 }
 
-impl<W: AsyncWrite + Unpin> Downstream for Unwatched<W> {
+impl<W: AsyncWrite + Unpin> ToVisitor for VisitorWriteHalf<W> {
     fn poll_hangup(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
         Poll::Pending
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedVisitor<'_, S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -407,7 +415,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
     }
 }
 
-impl<W: AsyncWrite + Unpin> AsyncWrite for Unwatched<W> {
+impl<W: AsyncWrite + Unpin> AsyncWrite for VisitorWriteHalf<W> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -458,4 +466,109 @@ pub(super) async fn write_all<S: AsyncWrite + Unpin, const N: usize>(
         IoSlice::advance_slices(&mut slices, n);
     }
     io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::visitor::h1::testing::{SessionPair, visitor_pipe};
+    use tokio::io::AsyncReadExt as _;
+
+    /// The local service answers `body` (after the head the edge already parsed); returns what
+    /// the visitor received and how the body ended.
+    async fn respond(
+        kind: BodyKind,
+        declared: &str,
+        body: &[u8],
+        close_after: bool,
+    ) -> (Vec<u8>, Result<(), &'static str>) {
+        let mut pair = SessionPair::start();
+        let mut stream = pair.open();
+        stream.write_all(b"request").await.expect("request");
+        let mut agent = pair.accept().await;
+        let mut request = [0u8; 7];
+        agent
+            .read_exact(&mut request)
+            .await
+            .expect("request arrives");
+        agent.write_all(body).await.expect("agent writes");
+        if close_after {
+            agent.shutdown().await.expect("FIN");
+        }
+        let (mut edge_side, mut visitor) = visitor_pipe();
+        let mut read_buf = BytesMut::new();
+        let mut down = WatchedVisitor {
+            io: &mut edge_side,
+            buf: &mut read_buf,
+        };
+        let mut declared_trailers = Declared::default();
+        declared_trailers.add(declared.as_bytes());
+        let counter = AtomicU64::new(0);
+        let mut up = Unread::default();
+        let sent = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            send_body(
+                &mut down,
+                &stream,
+                &mut up,
+                b"HTTP/1.1 200 OK\r\n\r\n",
+                (kind, &declared_trailers),
+                &counter,
+            ),
+        )
+        .await
+        .expect("the body ends");
+        let sent = sent.map_err(|cut| match cut {
+            Interrupted::Upstream => "upstream",
+            Interrupted::Visitor => "visitor",
+        });
+        drop(edge_side);
+        let mut got = Vec::new();
+        visitor.read_to_end(&mut got).await.expect("visitor reads");
+        (got, sent)
+    }
+
+    #[tokio::test]
+    async fn a_length_body_arrives_exactly() {
+        let (got, sent) = respond(BodyKind::Length(5), "", b"hello", false).await;
+        assert_eq!(sent, Ok(()));
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\nhello");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_keeps_declared_trailers_only() {
+        let body = b"5\r\nhello\r\n0\r\nServer-Timing: db\r\nSet-Cookie: x\r\nX-No: 1\r\n\r\n";
+        let (got, sent) =
+            respond(BodyKind::Chunked, "server-timing, set-cookie", body, false).await;
+        assert_eq!(sent, Ok(()));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\n0\r\nserver-timing: db\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_trailers_from_the_local_service_cut_the_response() {
+        let body = b"5\r\nhello\r\n0\r\nX: a\nY: b\r\n\r\n";
+        let (got, sent) = respond(BodyKind::Chunked, "x", body, false).await;
+        assert_eq!(sent, Err("upstream"));
+        assert!(!String::from_utf8_lossy(&got).contains("Y: b"));
+    }
+
+    #[tokio::test]
+    async fn a_body_until_close_is_sent_chunked() {
+        let (got, sent) = respond(BodyKind::UntilClose, "", b"all of it", true).await;
+        assert_eq!(sent, Ok(()));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "HTTP/1.1 200 OK\r\n\r\n9\r\nall of it\r\n0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_length_body_cut_short_is_the_upstreams_fault() {
+        let (got, sent) = respond(BodyKind::Length(100), "", b"short", true).await;
+        assert_eq!(sent, Err("upstream"));
+        assert!(got.ends_with(b"short"));
+    }
 }
