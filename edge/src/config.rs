@@ -6,6 +6,11 @@ use std::time::Duration;
 
 pub use crate::duration::parse_duration;
 
+/// Default of `--stream-window`: a quarter of what agents use for their side (256 KiB), so
+/// visitors that stop reading hold a quarter as much; auto-tuning grows it for streams that
+/// move fast (docs/performance.md).
+pub const DEFAULT_STREAM_WINDOW: u32 = 64 * 1024;
+
 /// Default of `--max-headers`: hyper's own limit, which keeps its header table on the stack.
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -72,6 +77,13 @@ pub struct EdgeConfig {
     /// Concurrent streams (visitor connections in flight) per agent session.
     #[arg(long, env = "WARREN_EDGE_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams_per_session: u32,
+
+    /// What one tunnel stream may send the edge before the edge has passed it on: the initial
+    /// flow-control window of each stream (64 KiB to 4 MiB). It grows by itself, up to 4 MiB,
+    /// for a stream the window slows down; it is what a stream whose visitor stopped reading
+    /// holds in the edge's memory (docs/protocol.md, "Flow control").
+    #[arg(long, env = "WARREN_EDGE_STREAM_WINDOW", default_value_t = DEFAULT_STREAM_WINDOW)]
+    pub stream_window: u32,
 
     /// Concurrent agent sessions on this edge.
     #[arg(long, env = "WARREN_EDGE_MAX_SESSIONS", default_value_t = 10_000)]
@@ -230,6 +242,7 @@ impl Default for EdgeConfig {
             handshake_timeout: Duration::from_secs(10),
             upstream_timeout: Duration::from_secs(60),
             max_streams_per_session: 10_000,
+            stream_window: DEFAULT_STREAM_WINDOW,
             max_sessions: 10_000,
             max_connections: 50_000,
             pool_idle_per_tunnel: 256,
@@ -344,13 +357,21 @@ impl EdgeConfig {
                 return Err(format!("{flag} must be at least 100ms"));
             }
         }
+        let max_window = warren_proto::mux::GROWN_WINDOW;
+        if !(warren_proto::Settings::MIN_WINDOW..=max_window).contains(&self.stream_window) {
+            return Err(format!(
+                "--stream-window must be between {} and {max_window} bytes",
+                warren_proto::Settings::MIN_WINDOW
+            ));
+        }
         if !matches!(self.http1_engine.as_str(), "core" | "hyper") {
             return Err(format!(
                 "--http1-engine must be core or hyper, not {:?}",
                 self.http1_engine
             ));
         }
-        crate::forwarding::client::TrustedProxies::parse(&self.trusted_proxies)?;
+        crate::forwarding::client::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| e.to_string())?;
         if let Some(key) = &self.relay_key
             && (key.len() < 16 || !key.bytes().all(|b| b.is_ascii_graphic()))
         {
@@ -397,6 +418,15 @@ impl EdgeConfig {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The receive settings the edge announces to agents in WELCOME.
+    pub fn receive_settings(&self) -> warren_proto::Settings {
+        warren_proto::Settings {
+            stream_window: self.stream_window,
+            max_streams: self.max_streams_per_session,
+            ..warren_proto::Settings::default()
         }
     }
 

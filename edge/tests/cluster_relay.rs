@@ -213,3 +213,54 @@ async fn routes_come_back_within_5_s_after_redis_restarts() -> anyhow::Result<()
     agent.stop().await;
     Ok(())
 }
+
+/// A visitor flood that fills one edge's visitor listener does not stop other edges relaying
+/// to it: the relay listener has its own cap (edge/src/limits.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_visitor_listener_still_relays() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let url = redis.url();
+    let mut edges = Vec::new();
+    for (id, ip) in [("eu-1", "127.0.0.2"), ("eu-2", "127.0.0.3")] {
+        let spec = EdgeSpec {
+            id,
+            ip,
+            region: "eu",
+            domain: "eu.localhost",
+            serve_domains: &[],
+            redis_url: &url,
+        };
+        let address: std::net::IpAddr = ip.parse()?;
+        let visitor = tokio::net::TcpListener::bind((address, 0)).await?;
+        let relay = tokio::net::TcpListener::bind((address, 0)).await?;
+        let edge = ClusterEdge::start_tuned(spec, visitor, relay, |config| {
+            config.max_connections = 3;
+        })
+        .await?;
+        edges.push(edge);
+    }
+    let origin = Origin::start().await?;
+    let agent = TestAgent::start_with(edges[0].agent_options(origin.port(), "flooded")).await?;
+    let host = agent.hostname.clone();
+    hello_through(&edges[1], &host, Duration::from_secs(10)).await?;
+
+    // Fill eu-1's visitor listener with connections that send nothing.
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        flood.push(tokio::net::TcpStream::connect(edges[0].addr).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, headers, _) = client::get(edges[0].addr, &host, "/hello").await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{headers:?}");
+    // eu-2 still reaches the tunnel, relaying to eu-1.
+    for _ in 0..5 {
+        let (status, _, body) = client::get(edges[1].addr, &host, "/hello").await?;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "hello from origin");
+    }
+    drop(flood);
+    for edge in edges {
+        edge.stop().await?;
+    }
+    Ok(())
+}

@@ -332,6 +332,17 @@ async fn a_visitor_that_stops_reading_is_disconnected() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// This process's resident memory (Linux).
+fn rss_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
+    Ok(kib * 1024)
+}
+
 /// Many visitors of one tunnel that never read a large response do not stall its other
 /// visitors (their streams hold only their own windows: docs/protocol.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,24 +368,64 @@ async fn visitors_that_never_read_do_not_stall_the_tunnel() -> anyhow::Result<()
     let p99 = |all: &[Duration]| all[all.len() * 99 / 100 - 1];
 
     let unloaded = latencies(edge.visitor, &host, 200).await?;
+    let rss_before = rss_bytes()?;
     let mut stalled = Vec::with_capacity(STALLED);
+    // Each response is larger than a stream window plus what the sockets between hold.
     let request = format!(
         "GET /bytes/{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
-        4 * 1024 * 1024
+        8 * 1024 * 1024
     );
     for _ in 0..STALLED {
-        let mut conn = TcpStream::connect(edge.visitor).await?;
+        // A small receive buffer, as a far visitor's would be: what the edge sends stays in
+        // the edge (its stream's window) instead of in this machine's loopback buffers.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let mut conn = socket.connect(edge.visitor).await?;
         conn.write_all(request.as_bytes()).await?;
         stalled.push(conn);
     }
-    // Let every stalled stream fill its window.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every stalled stream fills its window first (hundreds of MiB through one session); the
+    // tunnel answers again once that has passed, and must not stay stalled.
+    let settling = Instant::now();
+    loop {
+        let hello = get(edge.visitor, &host, "/hello");
+        if let Ok(Ok((200, _, _))) = tokio::time::timeout(Duration::from_secs(5), hello).await {
+            break;
+        }
+        anyhow::ensure!(
+            settling.elapsed() < Duration::from_secs(120),
+            "the tunnel stayed stalled behind {STALLED} visitors that never read"
+        );
+    }
+    eprintln!(
+        "the stalled streams' windows filled within {:?}",
+        settling.elapsed()
+    );
     let loaded = latencies(edge.visitor, &host, 200).await?;
     let (before, during) = (p99(&unloaded), p99(&loaded));
+    // Edge, agent and origin all live in this process: what the stalled streams hold in all of
+    // them together.
+    let grown = rss_bytes()?.saturating_sub(rss_before);
     eprintln!(
         "p99 of /hello: {before:?} unloaded, {during:?} beside {STALLED} visitors that never read \
-         ({:.2}x)",
-        during.as_secs_f64() / before.as_secs_f64()
+         ({:.2}x); memory grew by {} MiB ({} KiB per stalled visitor)",
+        during.as_secs_f64() / before.as_secs_f64(),
+        grown >> 20,
+        (grown / STALLED as u64) >> 10
+    );
+    // Twice the unloaded p99, with a floor for timer noise on a busy machine.
+    let bound = (before * 2).max(Duration::from_millis(25));
+    anyhow::ensure!(
+        during <= bound,
+        "p99 {during:?} beside stalled visitors, more than {bound:?} (unloaded {before:?})"
+    );
+    // Each stalled stream may hold its window (64 KiB) in the edge and a little in the agent.
+    let cap = STALLED as u64 * 256 * 1024;
+    anyhow::ensure!(
+        grown <= cap,
+        "memory grew by {} MiB for {STALLED} stalled visitors (cap {} MiB)",
+        grown >> 20,
+        cap >> 20
     );
     drop(stalled);
     Ok(())

@@ -54,7 +54,18 @@ impl ClusterEdge {
         visitor: TcpListener,
         relay: TcpListener,
     ) -> anyhow::Result<ClusterEdge> {
-        let config = EdgeConfig {
+        ClusterEdge::start_tuned(spec, visitor, relay, |_| {}).await
+    }
+
+    /// Like [`ClusterEdge::start_on`], with the configuration changed by `tune` first (e.g. a
+    /// small connection cap).
+    pub async fn start_tuned(
+        spec: EdgeSpec<'_>,
+        visitor: TcpListener,
+        relay: TcpListener,
+        tune: impl FnOnce(&mut EdgeConfig),
+    ) -> anyhow::Result<ClusterEdge> {
+        let mut config = EdgeConfig {
             edge_id: Some(spec.id.to_string()),
             region: spec.region.to_string(),
             domain: spec.domain.to_string(),
@@ -66,6 +77,7 @@ impl ClusterEdge {
             shutdown_grace: Duration::from_secs(5),
             ..EdgeConfig::default()
         };
+        tune(&mut config);
         let addr = visitor.local_addr()?;
         let relay_addr = relay.local_addr()?;
         let deps = Deps::from_config(&config).await?;

@@ -118,6 +118,25 @@ async fn local_to_edge(
     Ok(copied)
 }
 
+/// The kernel buffers of a connection to the local service, each way. The local service is
+/// on this machine or its network, where a round trip is microseconds, so this is plenty for
+/// full speed; left to the kernel's auto-tuning, a connection whose stream waits on a visitor
+/// who stopped reading would grow its receive buffer to megabytes (`tcp_rmem`), and a few
+/// thousand of them push the whole machine's TCP memory into pressure, where Linux shrinks the
+/// windows of every connection — the agent's session to the edge too, which then stalls every
+/// tunnel on it.
+const LOCAL_SOCKET_BUFFER: u32 = 64 * 1024;
+
+async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_recv_buffer_size(LOCAL_SOCKET_BUFFER)?;
+    socket.set_send_buffer_size(LOCAL_SOCKET_BUFFER)?;
+    socket.connect(addr).await
+}
+
 async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, LocalFailure> {
     let attempt = async {
         let mut last = io::Error::new(
@@ -125,7 +144,7 @@ async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, L
             "the local host resolved to no address",
         );
         for addr in addrs {
-            match TcpStream::connect(addr).await {
+            match connect_one(*addr).await {
                 Ok(socket) => return Ok(socket),
                 Err(e) => last = e,
             }

@@ -10,6 +10,13 @@
 use bytes::{BufMut, BytesMut};
 use std::net::IpAddr;
 
+/// A `--trusted-proxy` entry that is not an address range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--trusted-proxy {0:?} is not an address range: use e.g. 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32"
+)]
+pub struct BadRange(pub String);
+
 /// Ranges (CIDR) of peers whose client-address fields are believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
@@ -18,15 +25,10 @@ pub struct TrustedProxies {
 
 impl TrustedProxies {
     /// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address; the error names the entry.
-    pub fn parse(list: &[String]) -> Result<TrustedProxies, String> {
+    pub fn parse(list: &[String]) -> Result<TrustedProxies, BadRange> {
         let mut ranges = Vec::with_capacity(list.len());
         for entry in list {
-            ranges.push(parse_cidr(entry).ok_or_else(|| {
-                format!(
-                    "--trusted-proxy {entry:?} is not an address range: use e.g. 10.0.0.0/8, \
-                     192.0.2.7 or 2001:db8::/32"
-                )
-            })?);
+            ranges.push(parse_cidr(entry).ok_or_else(|| BadRange(entry.clone()))?);
         }
         Ok(TrustedProxies { ranges })
     }

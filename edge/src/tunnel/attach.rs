@@ -350,10 +350,7 @@ fn welcome(agents: &Agents, planned: &[Planned], session_id: &str) -> Welcome {
                 public_url: agents.public_url(&p.hostname),
             })
             .collect(),
-        settings: Settings {
-            max_streams: agents.config.max_streams_per_session,
-            ..Settings::default()
-        },
+        settings: agents.config.receive_settings(),
         heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,
         heartbeat_timeout_ms: heartbeat.timeout.as_millis() as u64,
         lane_key: None,

@@ -15,7 +15,6 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use warren_proto::Settings;
 use warren_proto::control::{
     Hello, Join, MAX_LANE_KEY_LEN, Reject, RejectCode, TunnelReady, Welcome,
 };
@@ -141,10 +140,7 @@ fn welcome(agents: &Agents, tunnels: &[Arc<LiveTunnel>], lane_id: &str) -> Welco
                 public_url: t.public_url.clone(),
             })
             .collect(),
-        settings: Settings {
-            max_streams: agents.config.max_streams_per_session,
-            ..Settings::default()
-        },
+        settings: agents.config.receive_settings(),
         heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,
         heartbeat_timeout_ms: heartbeat.timeout.as_millis() as u64,
         lane_key: None,
