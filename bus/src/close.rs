@@ -50,16 +50,19 @@ impl CloseSubscription {
 
     /// The next order; `None` once the connection is lost (subscribe again). An invalid
     /// message is an `Err` with what was wrong.
-    pub async fn next(&mut self) -> Option<Result<CloseTunnel, String>> {
+    pub async fn next(&mut self) -> Option<Result<CloseTunnel, crate::Malformed>> {
         let message = self.messages.next().await?;
         let payload = message.get_payload_bytes();
         if payload.len() > MAX_MESSAGE_BYTES {
-            return Some(Err(format!(
+            return Some(Err(crate::Malformed(format!(
                 "a close message of {} bytes is larger than the {MAX_MESSAGE_BYTES} allowed",
                 payload.len()
-            )));
+            ))));
         }
-        Some(serde_json::from_slice(payload).map_err(|e| format!("not a close message: {e}")))
+        Some(
+            serde_json::from_slice(payload)
+                .map_err(|e| crate::Malformed(format!("not a close message: {e}"))),
+        )
     }
 }
 

@@ -49,7 +49,7 @@ pub async fn append(connection: &RedisConnection, report: &EdgeReport) -> Result
 #[derive(Debug)]
 pub struct Entry {
     pub id: String,
-    pub report: Result<EdgeReport, String>,
+    pub report: Result<EdgeReport, crate::Malformed>,
 }
 
 /// Control's reader of the stream: one consumer of the group, on its own connection (reads
@@ -246,7 +246,14 @@ impl EventConsumer {
 }
 
 fn entry(id: StreamId) -> Entry {
-    let report = match id.map.get(REPORT_FIELD) {
+    Entry {
+        report: report(&id).map_err(crate::Malformed),
+        id: id.id,
+    }
+}
+
+fn report(id: &StreamId) -> Result<EdgeReport, String> {
+    match id.map.get(REPORT_FIELD) {
         Some(Value::BulkString(bytes)) if bytes.len() > MAX_ENTRY_BYTES => Err(format!(
             "entry of {} bytes is larger than the {MAX_ENTRY_BYTES} bytes allowed",
             bytes.len()
@@ -256,6 +263,5 @@ fn entry(id: StreamId) -> Entry {
         }
         Some(_) => Err(format!("field {REPORT_FIELD:?} is not a string")),
         None => Err(format!("no field {REPORT_FIELD:?}")),
-    };
-    Entry { id: id.id, report }
+    }
 }

@@ -18,3 +18,9 @@ pub mod connection;
 pub mod events;
 
 pub use connection::{BusError, OPERATION_TIMEOUT, RedisConnection, redact};
+
+/// A message on the bus that is not what it should be (too large, not JSON of the right
+/// shape); the text says what was wrong. Such a message is dropped, never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);

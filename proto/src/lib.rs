@@ -35,4 +35,4 @@ pub use control::PROTOCOL_VERSION;
 pub use error::{FrameError, ProtoError, ResetCode};
 pub use frame::Frame;
 pub use ids::{StreamId, TunnelId};
-pub use mux::{Event, Mux, Role, Settings};
+pub use mux::{BadSettings, Event, Mux, Role, Settings};

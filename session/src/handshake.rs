@@ -48,7 +48,7 @@ where
             welcome
                 .settings
                 .validate()
-                .map_err(HandshakeError::Invalid)?;
+                .map_err(|e| HandshakeError::Invalid(e.to_string()))?;
             Ok(welcome)
         }
         Frame::Reject { body } => Err(HandshakeError::Rejected(Reject::from_json(&body)?)),
@@ -75,7 +75,10 @@ where
                 return Err(HandshakeError::UnsupportedVersion(version));
             }
             let hello = Hello::from_json(&body)?;
-            hello.settings.validate().map_err(HandshakeError::Invalid)?;
+            hello
+                .settings
+                .validate()
+                .map_err(|e| HandshakeError::Invalid(e.to_string()))?;
             Ok(hello)
         }
         other => Err(HandshakeError::Invalid(format!(

@@ -117,22 +117,32 @@ impl Settings {
     pub const MIN_WINDOW: u32 = MAX_DATA_CHUNK as u32;
 
     /// Checks settings received from a peer.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadSettings> {
         if self.stream_window < Self::MIN_WINDOW {
-            return Err(format!(
-                "stream_window {} is below the minimum of {}",
-                self.stream_window,
-                Self::MIN_WINDOW
-            ));
+            return Err(BadSettings::StreamWindowTooSmall {
+                got: self.stream_window,
+                min: Self::MIN_WINDOW,
+            });
         }
         if self.session_window < self.stream_window {
-            return Err("session_window must be at least stream_window".into());
+            return Err(BadSettings::SessionWindowBelowStreamWindow);
         }
         if self.max_streams == 0 {
-            return Err("max_streams must be at least 1".into());
+            return Err(BadSettings::NoStreams);
         }
         Ok(())
     }
+}
+
+/// Settings a peer may not announce.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSettings {
+    #[error("stream_window {got} is below the minimum of {min}")]
+    StreamWindowTooSmall { got: u32, min: u32 },
+    #[error("session_window must be at least stream_window")]
+    SessionWindowBelowStreamWindow,
+    #[error("max_streams must be at least 1")]
+    NoStreams,
 }
 
 /// Something the runtime must act on.
