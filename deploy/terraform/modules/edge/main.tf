@@ -1,6 +1,7 @@
 # One edge host. Everything it runs comes from its cloud-init, which modules/topology renders;
-# this module only places the machine. A changed cloud-init replaces the server (Hetzner
-# applies user data at creation): upgrade one edge at a time (docs/deploy.md).
+# this module only places the machine. Hetzner applies user data only at creation, so a
+# changed cloud-init does not replace a running edge by itself: replace edges one at a time,
+# drained first (terraform apply -replace=..., docs/deploy.md).
 
 resource "hcloud_server" "edge" {
   name         = var.name
@@ -20,5 +21,9 @@ resource "hcloud_server" "edge" {
   network {
     network_id = var.network_id
     ip         = var.host.private_ip
+  }
+
+  lifecycle {
+    ignore_changes = [user_data, image]
   }
 }
