@@ -75,7 +75,7 @@ async fn run_rendered(scratch: &Path, services: &mut Vec<Process>) -> anyhow::Re
     services.push(control.start(&secrets)?);
     let control_url = rewrite.control_url()?;
     let control_addr = rewrite.control_addr()?;
-    wait_ready(control_addr, "127.0.0.1", "/healthz").await?;
+    wait_ready(control_addr, "127.0.0.1", "/healthz", services.last_mut()).await?;
 
     let mut edges = Vec::new();
     for name in ["edge-eu-0", "edge-eu-1", "edge-us-0"] {
@@ -85,7 +85,7 @@ async fn run_rendered(scratch: &Path, services: &mut Vec<Process>) -> anyhow::Re
         }
         services.push(edge.start(&secrets)?);
         let addr = edge.public_addr()?;
-        wait_ready(addr, &addr.ip().to_string(), "/readyz").await?;
+        wait_ready(addr, &addr.ip().to_string(), "/readyz", services.last_mut()).await?;
         edges.push((name, addr));
     }
 
@@ -536,14 +536,30 @@ impl Drop for Process {
 /// Set when the test body returns an error, so the services' logs are shown.
 static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-async fn wait_ready(addr: SocketAddr, host: &str, path: &str) -> anyhow::Result<()> {
+/// Polls `path` until it answers 2xx; fails at once if the service exited (a refused flag).
+async fn wait_ready(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    mut service: Option<&mut Process>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        match client::get(addr, host, path).await {
-            Ok((status, _, _)) if status.is_success() => return Ok(()),
-            _ if Instant::now() > deadline => bail!("{addr}{path} not ready within {DEADLINE:?}"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        if let Ok((status, _, _)) = client::get(addr, host, path).await
+            && status.is_success()
+        {
+            return Ok(());
         }
+        if let Some(service) = service.as_deref_mut()
+            && let Some(status) = service.child.try_wait()?
+        {
+            bail!("{} exited at start ({status})", service.name);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{addr}{path} not ready within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
