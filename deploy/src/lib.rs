@@ -82,7 +82,11 @@ pub fn run_terraform(dir: &Path, args: &[&str], within: Duration) -> anyhow::Res
 /// `terraform output -json` prints them: `{NAME: {"value": ...}}`.
 pub fn apply_outputs(dir: &Path) -> anyhow::Result<Value> {
     let minute = Duration::from_secs(60);
-    run_terraform(dir, &["init", "-backend=false", "-input=false", "-no-color"], minute)?;
+    run_terraform(
+        dir,
+        &["init", "-backend=false", "-input=false", "-no-color"],
+        minute,
+    )?;
     run_terraform(
         dir,
         &["apply", "-auto-approve", "-input=false", "-no-color"],
@@ -163,7 +167,9 @@ impl CloudInit {
         let config: Value = serde_json::from_str(body).context("cloud-config is not JSON")?;
         let mut files = BTreeMap::new();
         for file in config["write_files"].as_array().into_iter().flatten() {
-            let path = file["path"].as_str().context("a write_files entry has no path")?;
+            let path = file["path"]
+                .as_str()
+                .context("a write_files entry has no path")?;
             let content = file["content"]
                 .as_str()
                 .with_context(|| format!("{path} has no content"))?;
@@ -328,7 +334,14 @@ mod tests {
             .expect("valid");
         assert_eq!(
             words,
-            ["/bin/a", "--name=US East", r#"x"y\z"#, "100%", "$HOME", "bare"]
+            [
+                "/bin/a",
+                "--name=US East",
+                r#"x"y\z"#,
+                "100%",
+                "$HOME",
+                "bare"
+            ]
         );
         assert!(split_exec(r#""open"#).is_err());
         assert!(split_exec(r#""%n""#).is_err(), "a specifier is refused");

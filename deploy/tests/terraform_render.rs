@@ -38,7 +38,18 @@ const NOT_THE_BINARYS: [&str; 3] = ["RUST_LOG", "WARREN_SECRET_FETCH", "WARREN_D
 async fn the_rendered_two_region_configuration_serves_a_tunnel_through_every_edge()
 -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
-    let topology = render(scratch.path())?;
+    // The services outlive the body, so their logs can be shown if it fails.
+    let mut services = Vec::new();
+    let result = run_rendered(scratch.path(), &mut services).await;
+    if result.is_err() {
+        FAILING.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    drop(services);
+    result
+}
+
+async fn run_rendered(scratch: &Path, services: &mut Vec<Process>) -> anyhow::Result<()> {
+    let topology = render(scratch)?;
     let hosts = topology["hosts"]
         .as_object()
         .context("no hosts in the topology")?;
@@ -58,24 +69,23 @@ async fn the_rendered_two_region_configuration_serves_a_tunnel_through_every_edg
     let secrets = Secrets::generate(database_url);
 
     // Control: an operator account first (through the same launcher and secrets), then serve.
-    let control = HostRun::prepare(scratch.path(), "control", &hosts["control"], &mut rewrite)?;
+    let control = HostRun::prepare(scratch, "control", &hosts["control"], &mut rewrite)?;
     control.check_env_names(&binary("warren-control")?)?;
     let token = control.create_account(&secrets)?;
-    let _control_process = control.start(&secrets)?;
+    services.push(control.start(&secrets)?);
     let control_url = rewrite.control_url()?;
     let control_addr = rewrite.control_addr()?;
-    wait_ready(control_addr, "127.0.0.1", "/healthz").await?;
+    wait_ready(control_addr, "127.0.0.1", "/healthz", services.last_mut()).await?;
 
     let mut edges = Vec::new();
-    let mut edge_processes = Vec::new();
     for name in ["edge-eu-0", "edge-eu-1", "edge-us-0"] {
-        let edge = HostRun::prepare(scratch.path(), name, &hosts[name], &mut rewrite)?;
+        let edge = HostRun::prepare(scratch, name, &hosts[name], &mut rewrite)?;
         if name == "edge-eu-0" {
             edge.check_env_names(&binary("warren-edge")?)?;
         }
-        edge_processes.push(edge.start(&secrets)?);
+        services.push(edge.start(&secrets)?);
         let addr = edge.public_addr()?;
-        wait_ready(addr, &addr.ip().to_string(), "/readyz").await?;
+        wait_ready(addr, &addr.ip().to_string(), "/readyz", services.last_mut()).await?;
         edges.push((name, addr));
     }
 
@@ -348,9 +358,8 @@ impl HostRun {
     ) -> anyhow::Result<HostRun> {
         let role = host["role"].as_str().context("no role")?;
         let cloud_init = CloudInit::parse(host["cloud_init"].as_str().context("no cloud_init")?)?;
-        let unit = Unit::parse(cloud_init.file(&format!(
-            "/etc/systemd/system/warren-{role}.service"
-        ))?)?;
+        let unit =
+            Unit::parse(cloud_init.file(&format!("/etc/systemd/system/warren-{role}.service"))?)?;
         let dir = scratch.join(name);
         std::fs::create_dir_all(dir.join("credentials"))?;
 
@@ -465,7 +474,7 @@ impl HostRun {
     fn create_account(&self, secrets: &Secrets) -> anyhow::Result<String> {
         let mut command = self.command(
             secrets,
-            Some(&["admin", "create-account", "--email", "ops@warren.test"]),
+            Some(&["admin", "create-account", "--email", "ops@warren.test"][..]),
         )?;
         let output = warren_deploy::output_within(&mut command, DEADLINE)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -481,26 +490,29 @@ impl HostRun {
             .with_context(|| format!("no token in {stdout:?}"))
     }
 
+    /// Starts the service; its logs go to a file in its directory (a pipe nobody reads could
+    /// fill and stall it), shown if the test fails.
     fn start(&self, secrets: &Secrets) -> anyhow::Result<Process> {
+        let log = self.dir.join("log");
         let child = self
             .command(secrets, None)?
-            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(self.dir.join("stderr"))?)
             .spawn()
             .with_context(|| format!("cannot start {}", self.name))?;
         Ok(Process {
             name: self.name.clone(),
+            dir: self.dir.clone(),
             child,
         })
     }
 }
 
-/// A started service; killed on drop.
+/// A started service; killed on drop, its output printed if the test is failing.
 struct Process {
-    #[allow(dead_code)] // Named in panics while debugging.
     name: String,
+    dir: PathBuf,
     child: Child,
 }
 
@@ -508,17 +520,46 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() || FAILING.load(std::sync::atomic::Ordering::SeqCst) {
+            for file in ["log", "stderr"] {
+                let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+                let tail: Vec<_> = text.lines().rev().take(30).collect();
+                eprintln!("--- {} {file} (last lines) ---", self.name);
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
     }
 }
 
-async fn wait_ready(addr: SocketAddr, host: &str, path: &str) -> anyhow::Result<()> {
+/// Set when the test body returns an error, so the services' logs are shown.
+static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Polls `path` until it answers 2xx; fails at once if the service exited (a refused flag).
+async fn wait_ready(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    mut service: Option<&mut Process>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        match client::get(addr, host, path).await {
-            Ok((status, _, _)) if status.is_success() => return Ok(()),
-            _ if Instant::now() > deadline => bail!("{addr}{path} not ready within {DEADLINE:?}"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        if let Ok((status, _, _)) = client::get(addr, host, path).await
+            && status.is_success()
+        {
+            return Ok(());
         }
+        if let Some(service) = service.as_deref_mut()
+            && let Some(status) = service.child.try_wait()?
+        {
+            bail!("{} exited at start ({status})", service.name);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{addr}{path} not ready within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

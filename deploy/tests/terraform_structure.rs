@@ -39,7 +39,10 @@ fn blocks(dir: &Path) -> anyhow::Result<Vec<Block>> {
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<Vec<_>, _>>()?;
     files.sort();
-    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "tf")) {
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "tf"))
+    {
         let text = std::fs::read_to_string(file)?;
         let body: Body =
             hcl::parse(&text).with_context(|| format!("{} does not parse", file.display()))?;
@@ -91,11 +94,7 @@ fn every_module_and_example_has_the_standard_files() -> anyhow::Result<()> {
     }
     for dir in modules.iter().chain(&dirs("examples")?) {
         for file in MODULE_FILES {
-            ensure!(
-                dir.join(file).is_file(),
-                "{} has no {file}",
-                dir.display()
-            );
+            ensure!(dir.join(file).is_file(), "{} has no {file}", dir.display());
         }
     }
     for example in dirs("examples")? {
@@ -117,8 +116,7 @@ fn every_module_and_example_has_the_standard_files() -> anyhow::Result<()> {
 }
 
 #[test]
-fn every_variable_is_described_and_validated_and_every_output_described() -> anyhow::Result<()>
-{
+fn every_variable_is_described_and_validated_and_every_output_described() -> anyhow::Result<()> {
     let mut checked = 0;
     for dir in dirs("modules")?.iter().chain(&dirs("examples")?) {
         let all = blocks(dir)?;
@@ -140,7 +138,11 @@ fn every_variable_is_described_and_validated_and_every_output_described() -> any
                 "{}: variable {name} has no validation",
                 dir.display()
             );
-            for validation in block.body().blocks().filter(|b| b.identifier() == "validation") {
+            for validation in block
+                .body()
+                .blocks()
+                .filter(|b| b.identifier() == "validation")
+            {
                 ensure!(
                     attribute(validation, "condition").is_some()
                         && attribute(validation, "error_message").is_some(),
@@ -272,7 +274,9 @@ fn hosts_take_their_user_data_from_the_topology() -> anyhow::Result<()> {
             .find(|(n, _)| *n == "control")
             .with_context(|| format!("{}: no control module", example.display()))?;
         ensure!(
-            attribute(control, "host").map(ToString::to_string).as_deref()
+            attribute(control, "host")
+                .map(ToString::to_string)
+                .as_deref()
                 == Some("module.topology.hosts[\"control\"]"),
             "{}: control's host is not the topology's",
             example.display()
@@ -282,7 +286,9 @@ fn hosts_take_their_user_data_from_the_topology() -> anyhow::Result<()> {
             .find(|(n, _)| *n == "region")
             .with_context(|| format!("{}: no region module", example.display()))?;
         ensure!(
-            attribute(region, "topology").map(ToString::to_string).as_deref()
+            attribute(region, "topology")
+                .map(ToString::to_string)
+                .as_deref()
                 == Some("module.topology"),
             "{}: regions are not built from the topology",
             example.display()

@@ -21,6 +21,11 @@ variable "topology" {
     })))
     regions = map(object({ location = string }))
   })
+
+  validation {
+    condition     = toset(keys(var.topology.firewall_rules)) == toset(["edge", "control"]) && length(var.topology.regions) >= 1
+    error_message = "topology must be modules/topology's outputs: firewall rules for edge and control, and at least one region."
+  }
 }
 
 variable "private_network_cidr" {
