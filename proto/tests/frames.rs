@@ -227,6 +227,7 @@ fn pinned_hello() -> Hello {
         request_log_batches: true,
         request_log_compact: false,
         join: None,
+        dynamic_tunnels: false,
     }
 }
 
@@ -246,6 +247,7 @@ fn pinned_welcome() -> Welcome {
         heartbeat_interval_ms: 5000,
         heartbeat_timeout_ms: 15000,
         lane_key: None,
+        dynamic_tunnels: false,
     }
 }
 
@@ -732,6 +734,7 @@ fn a_lane_join_round_trips_and_never_shows_its_key() {
     };
     let hello = Hello {
         join: Some(join.clone()),
+        dynamic_tunnels: false,
         ..pinned_hello()
     };
     let debug = format!("{hello:?} {hello:#?} {join:?}");
@@ -748,6 +751,7 @@ fn a_lane_join_round_trips_and_never_shows_its_key() {
 
     let welcome = Welcome {
         lane_key: Some(LaneKey("lane-secret-0123".into())),
+        dynamic_tunnels: false,
         ..pinned_welcome()
     };
     assert!(!format!("{welcome:?}").contains("lane-secret"));
