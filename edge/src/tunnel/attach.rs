@@ -5,6 +5,7 @@ use crate::auth::Identity;
 use crate::routes::{Claimed, Route, RouteError};
 use crate::tunnel::Agents;
 use crate::tunnel::LiveTunnel;
+use crate::tunnel::dynamic::{Dynamic, Opener};
 use crate::tunnel::registry::{Counters, Lanes};
 use crate::tunnel::request_log::{LogFormat, RequestLogQueue};
 use crate::tunnel::upstream::Pool;
@@ -14,7 +15,6 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use crate::tunnel::dynamic::{Dynamic, Opener};
 use warren_proto::control::{
     Event, Hello, LaneKey, MAX_TUNNELS_PER_SESSION, Reject, RejectCode, TunnelProtocol,
     TunnelReady, TunnelRequest, Welcome,
@@ -144,11 +144,14 @@ pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
             Opener {
                 agent_version: hello.agent_version.clone(),
                 agent_addr: peer.to_string(),
-                request_log: live.first().and_then(|t| t.request_log.clone()).or_else(|| {
-                    hello.request_log.then(|| {
-                        RequestLogQueue::new(session.clone(), LogFormat::from_hello(&hello))
-                    })
-                }),
+                request_log: live
+                    .first()
+                    .and_then(|t| t.request_log.clone())
+                    .or_else(|| {
+                        hello.request_log.then(|| {
+                            RequestLogQueue::new(session.clone(), LogFormat::from_hello(&hello))
+                        })
+                    }),
                 fixed: planned.iter().map(|p| p.id).collect(),
             },
         )

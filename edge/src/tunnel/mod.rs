@@ -16,8 +16,8 @@
 //! [`SessionReports`], which the control link implements).
 
 pub mod attach;
-pub mod dynamic;
 pub mod drain;
+pub mod dynamic;
 pub mod endpoint;
 pub mod lane;
 pub mod lease;
