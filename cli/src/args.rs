@@ -76,6 +76,50 @@ pub enum Command {
     History(HistoryArgs),
     /// The regions tunnels can run in.
     Regions,
+    /// An MCP server for AI agents: tools to create, list and close tunnels, run in this
+    /// process (stdio by default, streamable HTTP with --listen).
+    Mcp(McpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// Use this stand-alone edge with a static token (--token or WARREN_TOKEN) instead of the
+    /// saved login's control plane.
+    #[arg(long, env = "WARREN_EDGE")]
+    pub edge: Option<String>,
+
+    /// Default region for create_tunnel when the tool call names none: an id, or `auto`
+    /// (control's choice, by latency when it has several).
+    #[arg(long, default_value = "auto", conflicts_with = "edge")]
+    pub region: String,
+
+    /// At most this many tunnels open at once through this server (1 to 64).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_tunnels: u16,
+
+    /// Let create_tunnel forward to hosts other than loopback (another machine on the LAN).
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+
+    /// Token: the edge's static token with --edge, else an API token for control (overrides
+    /// the saved login). Never a tool argument.
+    #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Serve MCP's streamable HTTP transport on this address (e.g. 127.0.0.1:8765) instead
+    /// of stdio. Clients must send `Authorization: Bearer <token>` (see --token-file).
+    #[arg(long, env = "WARREN_MCP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// With --listen: read the bearer token clients must present from this file (at least
+    /// 16 characters). Without it a random one is generated and printed once to stderr.
+    #[arg(long, env = "WARREN_MCP_TOKEN_FILE", requires = "listen")]
+    pub token_file: Option<PathBuf>,
+
+    /// With --listen: also accept these `Host` names (besides loopback), e.g. when the server
+    /// is reached as `mcp.internal:8765` from a container.
+    #[arg(long = "allow-host", requires = "listen")]
+    pub allow_hosts: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +168,13 @@ pub struct HttpArgs {
     /// the same edge (behind a load balancer, one that keeps a client on one edge).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub sessions: u8,
+
+    /// The `Host` header the local service gets: `rewrite` sends the local address (e.g.
+    /// `localhost:3000`), which local servers that check Host (dev servers, MCP SDKs with
+    /// DNS-rebinding protection) accept; any other value is sent as is. The visitor's host is
+    /// kept in `X-Forwarded-Host`.
+    #[arg(long)]
+    pub host_header: Option<String>,
 }
 
 #[derive(Args, Debug)]

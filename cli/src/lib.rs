@@ -8,6 +8,7 @@
 //!   `domains`, `tunnels`, `history`, `regions`, `http`).
 //! - `config.rs`: the saved login (`~/.config/warren/config.toml`).
 //! - `control_client.rs`: the REST client for control; `api.rs`: the bodies it reads.
+//! - `mcp/`: `warren mcp`, the MCP server whose tools open tunnels in this process.
 //! - `dev.rs`: `warren dev`; `dev_tls.rs`: its local CA for `--tls`.
 //! - `output.rs`, `table.rs`: text for people, JSON for scripts.
 //! - `probe.rs`: latency to each region, for `--region auto`.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod control_client;
 pub mod dev;
 pub mod dev_tls;
+pub mod mcp;
 pub mod output;
 pub mod probe;
 pub mod signals;
@@ -48,6 +50,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tunnels { command } => commands::tunnels::run(command, printer).await,
         Command::History(args) => commands::history::run(args, printer).await,
         Command::Regions => commands::regions::run(printer).await,
+        Command::Mcp(args) => mcp::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

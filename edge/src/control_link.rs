@@ -434,6 +434,10 @@ fn close_tunnel(tunnel: &Arc<LiveTunnel>, reason: &str) {
         id: tunnel.id,
         reason: message.clone(),
     });
+    if tunnel.dynamic {
+        // The session stays for its other tunnels; `tunnel/dynamic.rs` releases this one.
+        return;
+    }
     let session = tunnel.session.clone();
     tokio::spawn(async move {
         session

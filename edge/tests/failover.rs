@@ -75,6 +75,7 @@ async fn region() -> anyhow::Result<Region> {
             port: origin.port(),
         },
         subdomain: Some("demo".into()),
+        host_header: None,
     };
     let mut options = AgentOptions::new(&balancer.url(), TEST_TOKEN.to_string(), vec![spec])
         .map_err(anyhow::Error::msg)?;

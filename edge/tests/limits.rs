@@ -63,6 +63,7 @@ async fn agent(edge: SocketAddr, port: u16, name: &str) -> anyhow::Result<TestAg
             port,
         },
         subdomain: Some(name.to_string()),
+        host_header: None,
     };
     let options = AgentOptions::new(
         &format!("http://{edge}"),

@@ -961,6 +961,7 @@ fn hello(token: &str, subdomain: Option<&str>) -> Hello {
         request_log_batches: false,
         request_log_compact: false,
         join: None,
+        dynamic_tunnels: false,
     }
 }
 

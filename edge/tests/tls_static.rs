@@ -18,6 +18,7 @@ fn options(url: &str, port: u16, trust: EdgeTrust) -> AgentOptions {
             port,
         },
         subdomain: Some("secure".into()),
+        host_header: None,
     };
     let mut options =
         AgentOptions::new(url, TEST_TOKEN.to_string(), vec![spec]).expect("valid options");

@@ -72,6 +72,7 @@ pub async fn connect(
         request_log_batches: false,
         request_log_compact: false,
         join: None,
+        dynamic_tunnels: false,
     };
     let timeout = Duration::from_secs(30);
     let welcome = warren_session::handshake::agent_hello(&mut ws, &hello, timeout)

@@ -47,6 +47,11 @@ pub struct Hello {
     /// carries. Not written when absent, so a HELLO without it reads exactly as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<Join>,
+    /// The agent may open and close tunnels on this session after the handshake
+    /// ([`Event::OpenTunnel`], [`Event::CloseTunnel`]), and keeps the session when its last
+    /// tunnel closes (`warren mcp`). Not written when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_tunnels: bool,
 }
 
 /// Which session a lane joins, and the proof that the agent holding it sent this.
@@ -71,6 +76,18 @@ impl fmt::Debug for LaneKey {
     // Secrets never reach logs, even through `{:?}`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("LaneKey(<redacted>)")
+    }
+}
+
+/// A grant (JWT signed by control) carried by [`Event::OpenTunnel`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GrantToken(pub String);
+
+impl fmt::Debug for GrantToken {
+    // Secrets never reach logs, even through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GrantToken(<redacted>)")
     }
 }
 
@@ -141,6 +158,10 @@ impl TunnelRequest {
 #[serde(rename_all = "snake_case")]
 pub enum TunnelProtocol {
     Http,
+    /// A protocol this version does not know (a newer agent's `tcp`, say): read, so the
+    /// message around it can be refused with a sentence instead of ending the session.
+    #[serde(other)]
+    Unsupported,
 }
 
 /// The edge's acceptance.
@@ -158,6 +179,10 @@ pub struct Welcome {
     /// present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lane_key: Option<LaneKey>,
+    /// The edge serves [`Event::OpenTunnel`] on this session (the HELLO asked with
+    /// [`Hello::dynamic_tunnels`] and the edge knows how). Not written when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_tunnels: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +218,8 @@ pub enum RejectCode {
     Overloaded,
     /// The edge is draining; connect to another one.
     ShuttingDown,
+    /// [`Event::CloseTunnel`] named a tunnel this session does not serve.
+    UnknownTunnel,
     /// A code this version does not know.
     #[serde(other)]
     Unknown,
@@ -224,6 +251,31 @@ pub enum Event {
     TunnelClosed { id: TunnelId, reason: String },
     /// A message worth showing the user.
     Notice { message: String },
+    /// Agent → edge, on a session whose WELCOME set `dynamic_tunnels`: serve one more tunnel.
+    /// `spec.id` must be new on this session; with control, `grant` is the tunnel's own grant
+    /// (checked like a HELLO's). Answered with [`Event::TunnelOpened`] once the route is live,
+    /// or [`Event::TunnelRefused`].
+    OpenTunnel {
+        spec: TunnelRequest,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        grant: Option<GrantToken>,
+    },
+    /// Edge → agent: the tunnel `id` is routable at `public_url`.
+    TunnelOpened {
+        id: TunnelId,
+        hostname: String,
+        public_url: String,
+    },
+    /// Edge → agent: the tunnel `id` was not opened (or, for [`Event::CloseTunnel`], is not
+    /// served here: [`RejectCode::UnknownTunnel`]).
+    TunnelRefused {
+        id: TunnelId,
+        code: RejectCode,
+        message: String,
+    },
+    /// Agent → edge: stop serving tunnel `id`; the session stays. Answered with
+    /// [`Event::TunnelClosed`].
+    CloseTunnel { id: TunnelId },
     /// A type this version does not know; ignored.
     #[serde(other)]
     Unknown,
@@ -252,8 +304,16 @@ struct WireEvent {
     // tunnel_closed
     id: Option<TunnelId>,
     reason: Option<String>,
-    // notice
+    // notice, tunnel_refused
     message: Option<String>,
+    // open_tunnel
+    spec: Option<TunnelRequest>,
+    grant: Option<GrantToken>,
+    // tunnel_opened
+    hostname: Option<String>,
+    public_url: Option<String>,
+    // tunnel_refused
+    code: Option<RejectCode>,
 }
 
 impl<'de> Deserialize<'de> for Event {
@@ -284,6 +344,23 @@ impl<'de> Deserialize<'de> for Event {
             },
             "notice" => Event::Notice {
                 message: need(wire.message, "message")?,
+            },
+            "open_tunnel" => Event::OpenTunnel {
+                spec: need(wire.spec, "spec")?,
+                grant: wire.grant,
+            },
+            "tunnel_opened" => Event::TunnelOpened {
+                id: need(wire.id, "id")?,
+                hostname: need(wire.hostname, "hostname")?,
+                public_url: need(wire.public_url, "public_url")?,
+            },
+            "tunnel_refused" => Event::TunnelRefused {
+                id: need(wire.id, "id")?,
+                code: need(wire.code, "code")?,
+                message: need(wire.message, "message")?,
+            },
+            "close_tunnel" => Event::CloseTunnel {
+                id: need(wire.id, "id")?,
             },
             _ => Event::Unknown,
         })

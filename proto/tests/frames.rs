@@ -12,9 +12,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use warren_proto::control::{
-    ControlMessage, Credential, Event, Hello, Join, LaneKey, MAX_REQUEST_LOGS_PER_EVENT,
-    PROTOCOL_VERSION, Reject, RejectCode, RequestLog, TunnelProtocol, TunnelReady, TunnelRequest,
-    Welcome,
+    ControlMessage, Credential, Event, GrantToken, Hello, Join, LaneKey,
+    MAX_REQUEST_LOGS_PER_EVENT, PROTOCOL_VERSION, Reject, RejectCode, RequestLog, TunnelProtocol,
+    TunnelReady, TunnelRequest, Welcome,
 };
 use warren_proto::error::GoAwayCode;
 use warren_proto::frame::{HEADER_LEN, MAX_MESSAGE, MAX_PAYLOAD};
@@ -227,6 +227,7 @@ fn pinned_hello() -> Hello {
         request_log_batches: true,
         request_log_compact: false,
         join: None,
+        dynamic_tunnels: false,
     }
 }
 
@@ -246,6 +247,7 @@ fn pinned_welcome() -> Welcome {
         heartbeat_interval_ms: 5000,
         heartbeat_timeout_ms: 15000,
         lane_key: None,
+        dynamic_tunnels: false,
     }
 }
 
@@ -732,6 +734,7 @@ fn a_lane_join_round_trips_and_never_shows_its_key() {
     };
     let hello = Hello {
         join: Some(join.clone()),
+        dynamic_tunnels: false,
         ..pinned_hello()
     };
     let debug = format!("{hello:?} {hello:#?} {join:?}");
@@ -748,6 +751,7 @@ fn a_lane_join_round_trips_and_never_shows_its_key() {
 
     let welcome = Welcome {
         lane_key: Some(LaneKey("lane-secret-0123".into())),
+        dynamic_tunnels: false,
         ..pinned_welcome()
     };
     assert!(!format!("{welcome:?}").contains("lane-secret"));
@@ -1015,4 +1019,116 @@ proptest! {
             prop_assert_eq!(again.freeze(), message);
         }
     }
+}
+
+#[test]
+fn dynamic_tunnel_events_round_trip_and_are_pinned() {
+    let open = Event::OpenTunnel {
+        spec: TunnelRequest {
+            id: TunnelId(7),
+            protocol: TunnelProtocol::Http,
+            subdomain: Some("demo".into()),
+            local_addr: "127.0.0.1:3000".into(),
+            host_header: None,
+        },
+        grant: Some(GrantToken("eyJ.grant".into())),
+    };
+    assert_eq!(
+        &open.to_json()[..],
+        br#"{"type":"open_tunnel","spec":{"id":7,"protocol":"http","subdomain":"demo","local_addr":"127.0.0.1:3000"},"grant":"eyJ.grant"}"#
+    );
+    let events = [
+        open,
+        Event::OpenTunnel {
+            spec: TunnelRequest {
+                id: TunnelId(8),
+                protocol: TunnelProtocol::Http,
+                subdomain: None,
+                local_addr: String::new(),
+                host_header: Some("localhost:3000".into()),
+            },
+            grant: None,
+        },
+        Event::TunnelOpened {
+            id: TunnelId(7),
+            hostname: "demo.localhost".into(),
+            public_url: "http://demo.localhost:8080".into(),
+        },
+        Event::TunnelRefused {
+            id: TunnelId(7),
+            code: RejectCode::UnknownTunnel,
+            message: "no such tunnel".into(),
+        },
+        Event::CloseTunnel { id: TunnelId(7) },
+    ];
+    for event in events {
+        let Frame::Event { body } = event.into_frame() else {
+            panic!("not an EVENT frame");
+        };
+        assert_eq!(Event::from_body(&body), Ok(event.clone()), "{event:?}");
+    }
+    assert_eq!(
+        &Event::CloseTunnel { id: TunnelId(7) }.to_json()[..],
+        br#"{"type":"close_tunnel","id":7}"#
+    );
+    assert_eq!(
+        &Event::TunnelRefused {
+            id: TunnelId(1),
+            code: RejectCode::UnknownTunnel,
+            message: "m".into()
+        }
+        .to_json()[..],
+        br#"{"type":"tunnel_refused","id":1,"code":"unknown_tunnel","message":"m"}"#
+    );
+}
+
+#[test]
+fn a_protocol_from_the_future_is_read_so_it_can_be_refused() {
+    let body = br#"{"type":"open_tunnel","spec":{"id":1,"protocol":"quic","local_addr":""}}"#;
+    match Event::from_json(body) {
+        Ok(Event::OpenTunnel { spec, grant: None }) => {
+            assert_eq!(spec.protocol, TunnelProtocol::Unsupported);
+        }
+        other => panic!("{other:?}"),
+    }
+    // An open_tunnel without its spec is malformed, not silently ignored.
+    assert!(Event::from_json(br#"{"type":"open_tunnel"}"#).is_err());
+}
+
+#[test]
+fn dynamic_tunnels_is_written_only_when_asked_for() {
+    let hello = pinned_hello();
+    assert!(!String::from_utf8_lossy(&hello.to_json()).contains("dynamic_tunnels"));
+    let dynamic = Hello {
+        dynamic_tunnels: true,
+        tunnels: Vec::new(),
+        ..pinned_hello()
+    };
+    let json = dynamic.to_json();
+    assert!(String::from_utf8_lossy(&json).contains(r#""dynamic_tunnels":true"#));
+    assert_eq!(Hello::from_json(&json), Ok(dynamic));
+    let welcome = Welcome {
+        dynamic_tunnels: true,
+        ..pinned_welcome()
+    };
+    assert_eq!(Welcome::from_json(&welcome.to_json()), Ok(welcome));
+}
+
+#[test]
+fn a_grant_in_open_tunnel_never_shows_in_debug() {
+    let event = Event::OpenTunnel {
+        spec: TunnelRequest {
+            id: TunnelId(1),
+            protocol: TunnelProtocol::Http,
+            subdomain: None,
+            local_addr: String::new(),
+            host_header: None,
+        },
+        grant: Some(GrantToken("eyJ.secret-grant".into())),
+    };
+    let debug = format!("{event:?} {event:#?}");
+    assert!(
+        !debug.contains("secret-grant") && debug.contains("redacted"),
+        "{debug}"
+    );
 }

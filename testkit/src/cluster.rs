@@ -156,6 +156,7 @@ pub fn agent_options(edge: &TestEdge, local_port: u16, subdomain: Option<&str>) 
             port: local_port,
         },
         subdomain: subdomain.map(str::to_string),
+        host_header: None,
     };
     // Valid by construction: a loopback URL and one tunnel.
     AgentOptions::new(&edge.url(), TEST_TOKEN.to_string(), vec![spec])

@@ -113,6 +113,7 @@ impl ClusterEdge {
                 port: local_port,
             },
             subdomain: Some(subdomain.to_string()),
+            host_header: None,
         };
         // Valid by construction: a loopback URL and one tunnel.
         AgentOptions::new(&self.url(), TEST_TOKEN.to_string(), vec![spec])

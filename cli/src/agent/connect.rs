@@ -213,7 +213,7 @@ fn hello(options: &AgentOptions, join: Option<&Join>) -> Hello {
                 protocol: TunnelProtocol::Http,
                 subdomain: spec.subdomain.clone(),
                 local_addr: spec.local.to_string(),
-                host_header: None,
+                host_header: spec.host_header.clone(),
             })
             .collect(),
         settings: Settings::default(),
@@ -222,6 +222,7 @@ fn hello(options: &AgentOptions, join: Option<&Join>) -> Hello {
         request_log_batches: true,
         request_log_compact: true,
         join: join.cloned(),
+        dynamic_tunnels: options.dynamic_tunnels,
     }
 }
 

@@ -4,6 +4,7 @@
 //! - `options.rs`: what to connect where; the edge URL and local targets, validated.
 //! - `connect.rs`: WebSocket connect and handshake, errors as sentences for the user.
 //! - `run.rs`: the session loop: serve, reconnect with backoff, follow GOAWAY.
+//! - `dynamic.rs`: a set of tunnels on one session that grows and shrinks (`warren mcp`).
 //! - `lane.rs`: more sessions joined to the first (`--sessions N`), each on its own thread.
 //! - `forward.rs`: one stream → one TCP connection to the local service, spliced both ways.
 //! - `tls.rs`: whom the agent trusts for `wss://` (system roots, `--ca-file`, `--insecure`).
@@ -12,6 +13,7 @@
 
 pub mod backoff;
 pub mod connect;
+pub mod dynamic;
 pub mod events;
 pub mod forward;
 pub mod grant;

@@ -33,6 +33,8 @@ impl std::fmt::Display for LocalTarget {
 pub struct TunnelSpec {
     pub local: LocalTarget,
     pub subdomain: Option<String>,
+    /// The `Host` the local service gets (`--host-header`): `None` keeps the visitor's.
+    pub host_header: Option<String>,
 }
 
 /// Everything the agent needs to run.
@@ -56,6 +58,9 @@ pub struct AgentOptions {
     /// Sessions to hold to the edge for these tunnels (`--sessions`): the first, plus lanes
     /// that join it. 1 to [`MAX_SESSIONS`].
     pub sessions: usize,
+    /// Open tunnels after the handshake on a session that outlives them (`warren mcp`,
+    /// `agent/dynamic.rs`): the HELLO then carries no tunnel.
+    pub dynamic_tunnels: bool,
 }
 
 /// The most sessions one agent holds for its tunnels (the edge takes up to 7 lanes).
@@ -92,6 +97,23 @@ impl AgentOptions {
             local_connect_timeout: Duration::from_secs(10),
             tls: super::tls::default_trust(),
             sessions: 1,
+            dynamic_tunnels: false,
+        })
+    }
+
+    /// A session that starts with no tunnel and opens them later (`agent/dynamic.rs`).
+    pub fn dynamic(edge: &str, token: String) -> Result<AgentOptions, String> {
+        Ok(AgentOptions {
+            edge_url: edge_url(edge)?,
+            token,
+            grant: None,
+            tunnels: Vec::new(),
+            request_log: false,
+            connect_timeout: Duration::from_secs(10),
+            local_connect_timeout: Duration::from_secs(10),
+            tls: super::tls::default_trust(),
+            sessions: 1,
+            dynamic_tunnels: true,
         })
     }
 }

@@ -232,7 +232,12 @@ fn report(events: &UnboundedSender<AgentEvent>, message: Event) {
         }
         Event::TunnelClosed { reason, .. } => AgentEvent::Notice { message: reason },
         Event::Notice { message } => AgentEvent::Notice { message },
-        Event::Unknown => return,
+        // Dynamic tunnels (`agent/dynamic.rs`) are not asked for by this loop.
+        Event::OpenTunnel { .. }
+        | Event::TunnelOpened { .. }
+        | Event::TunnelRefused { .. }
+        | Event::CloseTunnel { .. }
+        | Event::Unknown => return,
     };
     let _ = events.send(event);
 }

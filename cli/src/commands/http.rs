@@ -24,7 +24,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
+use warren_proto::control::MAX_HOST_HEADER_LEN;
 use warren_proto::names::{CustomDomain, Subdomain};
+
+/// `--host-header`: `rewrite` becomes the local address (`localhost:3000`), anything else is
+/// sent as given once checked (visible ASCII, at most [`MAX_HOST_HEADER_LEN`] bytes).
+pub fn host_header(arg: Option<&str>, local: &LocalTarget) -> Result<Option<String>, String> {
+    let value = match arg {
+        None => return Ok(None),
+        Some("rewrite") => local.to_string(),
+        Some(value) => value.to_string(),
+    };
+    if value.is_empty()
+        || value.len() > MAX_HOST_HEADER_LEN
+        || !value.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(format!(
+            "--host-header {value:?}: give `rewrite` or 1 to {MAX_HOST_HEADER_LEN} visible ASCII characters, such as localhost:3000"
+        ));
+    }
+    Ok(Some(value))
+}
 
 pub async fn run(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
     // What is wrong on the command line itself comes first, before any network call and even
@@ -36,6 +56,7 @@ pub async fn run(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
     if let Some(domain) = &args.domain {
         CustomDomain::parse(domain).map_err(anyhow::Error::msg)?;
     }
+    host_header(args.host_header.as_deref(), &local).map_err(anyhow::Error::msg)?;
     match args.edge.clone() {
         Some(edge) => standalone(&edge, args, local, printer).await,
         None => granted(args, local, printer).await,
@@ -53,6 +74,8 @@ async fn standalone(
         edge,
         args.token.unwrap_or_default(),
         vec![TunnelSpec {
+            host_header: host_header(args.host_header.as_deref(), &local)
+                .map_err(anyhow::Error::msg)?,
             local,
             subdomain: args.subdomain,
         }],
@@ -96,6 +119,8 @@ async fn granted(args: HttpArgs, local: LocalTarget, printer: Printer) -> anyhow
     let tuning = Tuning {
         quiet: args.quiet,
         sessions: usize::from(args.sessions),
+        host_header: host_header(args.host_header.as_deref(), &local)
+            .map_err(anyhow::Error::msg)?,
     };
     run_granted(client, first, local, printer, shutdown, tuning).await
 }
@@ -179,12 +204,14 @@ pub async fn open_tunnel(
 }
 
 /// How the agent of a granted tunnel runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Tuning {
     /// No line per request (`--quiet`).
     pub quiet: bool,
     /// Sessions to the edge (`--sessions`).
     pub sessions: usize,
+    /// The `Host` the local service gets (`--host-header`, resolved).
+    pub host_header: Option<String>,
 }
 
 impl Default for Tuning {
@@ -192,6 +219,7 @@ impl Default for Tuning {
         Tuning {
             quiet: false,
             sessions: 1,
+            host_header: None,
         }
     }
 }
@@ -221,7 +249,11 @@ pub async fn run_granted(
     let mut options = AgentOptions::new(
         &first.edge_url,
         String::new(),
-        vec![TunnelSpec { local, subdomain }],
+        vec![TunnelSpec {
+            local,
+            subdomain,
+            host_header: tuning.host_header.clone(),
+        }],
     )
     .map_err(|e| anyhow::anyhow!("control named an edge this warren cannot use: {e}"))?;
     let (sender, receiver) = grant::channel(Grant {
@@ -353,6 +385,26 @@ fn renew_after(grant: &Grant) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_rewrite_names_the_local_address_and_values_are_checked() {
+        let local = LocalTarget {
+            host: "localhost".into(),
+            port: 8000,
+        };
+        assert_eq!(host_header(None, &local), Ok(None));
+        assert_eq!(
+            host_header(Some("rewrite"), &local),
+            Ok(Some("localhost:8000".into()))
+        );
+        assert_eq!(
+            host_header(Some("api.internal"), &local),
+            Ok(Some("api.internal".into()))
+        );
+        for bad in ["", "two words", &"x".repeat(256)] {
+            assert!(host_header(Some(bad), &local).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn renewal_comes_at_half_the_lifetime() {

@@ -5,6 +5,7 @@ use crate::auth::Identity;
 use crate::routes::{Claimed, Route, RouteError};
 use crate::tunnel::Agents;
 use crate::tunnel::LiveTunnel;
+use crate::tunnel::dynamic::{Dynamic, Opener};
 use crate::tunnel::registry::{Counters, Lanes};
 use crate::tunnel::request_log::{LogFormat, RequestLogQueue};
 use crate::tunnel::upstream::Pool;
@@ -15,7 +16,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use warren_proto::control::{
-    Event, Hello, LaneKey, MAX_TUNNELS_PER_SESSION, Reject, RejectCode, TunnelReady, Welcome,
+    Event, Hello, LaneKey, MAX_TUNNELS_PER_SESSION, Reject, RejectCode, TunnelProtocol,
+    TunnelReady, TunnelRequest, Welcome,
 };
 use warren_proto::error::GoAwayCode;
 use warren_proto::mux::{Heartbeat, Role};
@@ -26,11 +28,11 @@ use warren_session::{Session, SessionEvent};
 
 pub(crate) type Ws = warren_session::WebSocket<TokioIo<Upgraded>>;
 
-/// A tunnel the HELLO asked for, with its hostname decided.
-struct Planned {
-    id: warren_proto::TunnelId,
-    hostname: String,
-    host_header: Option<String>,
+/// A tunnel the HELLO (or an `open_tunnel`) asked for, with its hostname decided.
+pub(crate) struct Planned {
+    pub(crate) id: warren_proto::TunnelId,
+    pub(crate) hostname: String,
+    pub(crate) host_header: Option<String>,
 }
 
 pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
@@ -79,6 +81,7 @@ pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
     let lane_key = format!("{:032x}", rand::random::<u128>());
     let mut welcome = welcome(&agents, &planned, &session_id);
     welcome.lane_key = Some(LaneKey(lane_key.clone()));
+    welcome.dynamic_tunnels = hello.dynamic_tunnels;
     let mux = session_mux(&agents, &hello, &welcome);
     let span = tracing::info_span!("session", id = %session_id, agent = %peer);
     // The tunnels are routable before the agent hears WELCOME, so a visitor who uses a URL the
@@ -131,6 +134,28 @@ pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
         }
     }
     let mut agent_left = false;
+    // Tunnels opened after the handshake (`warren mcp`), and the means to open them.
+    let mut dynamic = hello.dynamic_tunnels.then(|| {
+        Dynamic::new(
+            agents.clone(),
+            session.clone(),
+            session_id.clone(),
+            identity.clone(),
+            Opener {
+                agent_version: hello.agent_version.clone(),
+                agent_addr: peer.to_string(),
+                request_log: live
+                    .first()
+                    .and_then(|t| t.request_log.clone())
+                    .or_else(|| {
+                        hello.request_log.then(|| {
+                            RequestLogQueue::new(session.clone(), LogFormat::from_hello(&hello))
+                        })
+                    }),
+                fixed: planned.iter().map(|p| p.id).collect(),
+            },
+        )
+    });
     let end = serve(
         &agents,
         &planned,
@@ -138,8 +163,12 @@ pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
         &session,
         events,
         &mut agent_left,
+        dynamic.as_mut(),
     )
     .await;
+    if let Some(dynamic) = dynamic {
+        dynamic.end(agent_left, &end).await;
+    }
     // Lanes notice the session's end and drain themselves (`lane.rs`).
     agents.registry.forbid_lanes(&session_id);
     for tunnel in &live {
@@ -186,14 +215,29 @@ fn plan_tunnels(
     hello: &Hello,
     identity: &Identity,
 ) -> Result<Vec<Planned>, Reject> {
-    if hello.tunnels.is_empty() || hello.tunnels.len() > MAX_TUNNELS_PER_SESSION {
+    // A session that opens its tunnels later (`dynamic_tunnels`) may start with none.
+    let least = usize::from(!hello.dynamic_tunnels);
+    if hello.tunnels.len() < least || hello.tunnels.len() > MAX_TUNNELS_PER_SESSION {
         return Err(Reject::new(
             RejectCode::BadRequest,
-            format!("a session carries 1 to {MAX_TUNNELS_PER_SESSION} tunnels"),
+            format!("a session carries {least} to {MAX_TUNNELS_PER_SESSION} tunnels"),
         ));
     }
     if let Some(grant) = &identity.grant {
-        return plan_granted(agents, hello, grant);
+        if hello.dynamic_tunnels && hello.tunnels.is_empty() {
+            // The grant only says who the agent is; each tunnel comes with its own.
+            return Ok(Vec::new());
+        }
+        let [request] = hello.tunnels.as_slice() else {
+            return Err(Reject::new(
+                RejectCode::BadRequest,
+                format!(
+                    "a grant opens exactly one tunnel, but the agent asked for {}: run one `warren http` per tunnel",
+                    hello.tunnels.len()
+                ),
+            ));
+        };
+        return plan_granted(agents, request, grant).map(|p| vec![p]);
     }
     let mut ids = HashSet::new();
     let mut hosts = HashSet::new();
@@ -205,46 +249,61 @@ fn plan_tunnels(
                 format!("tunnel id {} is repeated", request.id),
             ));
         }
-        let subdomain = match &request.subdomain {
-            Some(name) => {
-                Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?
-            }
-            None => Subdomain::stable(&identity.account_id, &request.local_addr),
-        };
-        let hostname = format!("{subdomain}.{}", agents.config.domain);
-        if !hosts.insert(hostname.clone()) {
+        let planned_one = plan_token(agents, request, identity)?;
+        if !hosts.insert(planned_one.hostname.clone()) {
             return Err(Reject::new(
                 RejectCode::BadRequest,
-                format!("two tunnels of this session ask for {hostname}"),
+                format!(
+                    "two tunnels of this session ask for {}",
+                    planned_one.hostname
+                ),
             ));
         }
-        request
-            .validate_host_header()
-            .map_err(|m| Reject::new(RejectCode::BadRequest, m))?;
-        planned.push(Planned {
-            id: request.id,
-            hostname,
-            host_header: request.host_header.clone(),
-        });
+        planned.push(planned_one);
     }
     Ok(planned)
 }
 
-/// A grant opens one tunnel, on the hostname it names.
-fn plan_granted(
+/// A tunnel of a session authenticated with a token: the subdomain asked for, or a stable one.
+pub(crate) fn plan_token(
     agents: &Agents,
-    hello: &Hello,
-    grant: &crate::auth::GrantScope,
-) -> Result<Vec<Planned>, Reject> {
-    let [request] = hello.tunnels.as_slice() else {
-        return Err(Reject::new(
-            RejectCode::BadRequest,
-            format!(
-                "a grant opens exactly one tunnel, but the agent asked for {}: run one `warren http` per tunnel",
-                hello.tunnels.len()
-            ),
-        ));
+    request: &TunnelRequest,
+    identity: &Identity,
+) -> Result<Planned, Reject> {
+    check_protocol(request)?;
+    let subdomain = match &request.subdomain {
+        Some(name) => {
+            Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?
+        }
+        None => Subdomain::stable(&identity.account_id, &request.local_addr),
     };
+    request
+        .validate_host_header()
+        .map_err(|m| Reject::new(RejectCode::BadRequest, m))?;
+    Ok(Planned {
+        id: request.id,
+        hostname: format!("{subdomain}.{}", agents.config.domain),
+        host_header: request.host_header.clone(),
+    })
+}
+
+fn check_protocol(request: &TunnelRequest) -> Result<(), Reject> {
+    match request.protocol {
+        TunnelProtocol::Http => Ok(()),
+        TunnelProtocol::Unsupported => Err(Reject::new(
+            RejectCode::BadRequest,
+            "this edge serves http tunnels only: the protocol asked for needs a newer edge",
+        )),
+    }
+}
+
+/// A grant opens one tunnel, on the hostname it names.
+pub(crate) fn plan_granted(
+    agents: &Agents,
+    request: &TunnelRequest,
+    grant: &crate::auth::GrantScope,
+) -> Result<Planned, Reject> {
+    check_protocol(request)?;
     if let Some(name) = &request.subdomain {
         let subdomain =
             Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?;
@@ -263,14 +322,14 @@ fn plan_granted(
     request
         .validate_host_header()
         .map_err(|m| Reject::new(RejectCode::BadRequest, m))?;
-    Ok(vec![Planned {
+    Ok(Planned {
         id: request.id,
         hostname: grant.hostname.clone(),
         host_header: request.host_header.clone(),
-    }])
+    })
 }
 
-async fn claim_routes(
+pub(crate) async fn claim_routes(
     agents: &Agents,
     planned: &[Planned],
     identity: &Identity,
@@ -310,7 +369,7 @@ async fn claim_routes(
     Ok(())
 }
 
-async fn release_routes(agents: &Agents, planned: &[Planned], session_id: &str) {
+pub(crate) async fn release_routes(agents: &Agents, planned: &[Planned], session_id: &str) {
     for tunnel in planned {
         if let Err(e) = agents.routes.release(&tunnel.hostname, session_id).await {
             tracing::warn!(host = %tunnel.hostname, error = %e, "could not release route; its lease will expire");
@@ -354,6 +413,7 @@ fn welcome(agents: &Agents, planned: &[Planned], session_id: &str) -> Welcome {
         heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,
         heartbeat_timeout_ms: heartbeat.timeout.as_millis() as u64,
         lane_key: None,
+        dynamic_tunnels: false,
     }
 }
 
@@ -376,27 +436,53 @@ fn register(
     agents.registry.add_session(session_id, session.clone());
     let mut registered = Vec::with_capacity(planned.len());
     for tunnel in planned {
-        let live = Arc::new(LiveTunnel {
-            hostname: tunnel.hostname.clone(),
-            public_url: agents.public_url(&tunnel.hostname),
-            id: tunnel.id,
-            session: session.clone(),
-            session_id: session_id.to_string(),
-            account_id: identity.account_id.clone(),
-            request_log: request_log.clone(),
-            tunnel_id: identity.grant.as_ref().map(|g| g.tunnel_id.clone()),
-            counters: Counters::default(),
-            close_reason: OnceLock::new(),
-            pool: Pool::new(agents.config.pool_idle_per_tunnel),
-            lanes: Lanes::default(),
-            host_header: tunnel.host_header.clone(),
-        });
-        if let Some(old) = agents.registry.insert_tunnel(live.clone()) {
-            displace(&old);
-        }
-        registered.push(live);
+        let live = live_tunnel(
+            agents,
+            tunnel,
+            session,
+            session_id,
+            identity,
+            request_log.clone(),
+        );
+        registered.push(insert(agents, live));
     }
     registered
+}
+
+/// The registry's entry for `tunnel`, served by `session`.
+pub(crate) fn live_tunnel(
+    agents: &Agents,
+    tunnel: &Planned,
+    session: &Session,
+    session_id: &str,
+    identity: &Identity,
+    request_log: Option<Arc<RequestLogQueue>>,
+) -> LiveTunnel {
+    LiveTunnel {
+        hostname: tunnel.hostname.clone(),
+        public_url: agents.public_url(&tunnel.hostname),
+        id: tunnel.id,
+        session: session.clone(),
+        session_id: session_id.to_string(),
+        account_id: identity.account_id.clone(),
+        request_log,
+        tunnel_id: identity.grant.as_ref().map(|g| g.tunnel_id.clone()),
+        counters: Counters::default(),
+        close_reason: OnceLock::new(),
+        pool: Pool::new(agents.config.pool_idle_per_tunnel),
+        lanes: Lanes::default(),
+        host_header: tunnel.host_header.clone(),
+        dynamic: false,
+    }
+}
+
+/// Serves `live` from now on, displacing an older session's copy.
+pub(crate) fn insert(agents: &Agents, live: LiveTunnel) -> Arc<LiveTunnel> {
+    let live = Arc::new(live);
+    if let Some(old) = agents.registry.insert_tunnel(live.clone()) {
+        displace(&old);
+    }
+    live
 }
 
 /// An older session of the same account lost this tunnel to a newer one (here, or on another
@@ -413,6 +499,10 @@ pub(crate) fn displace(old: &LiveTunnel) {
             old.hostname
         ),
     });
+    if old.dynamic {
+        // The session carries other tunnels (or will): it stays; `dynamic.rs` releases this one.
+        return;
+    }
     let session = old.session.clone();
     tokio::spawn(async move {
         session
@@ -435,10 +525,18 @@ async fn serve(
     session: &Session,
     mut events: tokio::sync::mpsc::Receiver<SessionEvent>,
     agent_left: &mut bool,
+    mut dynamic: Option<&mut Dynamic>,
 ) -> warren_session::SessionEnd {
+    let mut reap = tokio::time::interval(crate::tunnel::dynamic::REAP_EVERY);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             end = session.ended() => return end,
+            _ = reap.tick(), if dynamic.is_some() => {
+                if let Some(dynamic) = dynamic.as_deref_mut() {
+                    dynamic.reap().await;
+                }
+            }
             event = events.recv() => match event {
                 Some(SessionEvent::GoAway { code, message }) => {
                     tracing::info!(?code, %message, "agent is going away");
@@ -450,10 +548,14 @@ async fn serve(
                             live.pool.clear();
                         }
                     }
+                    if let Some(dynamic) = dynamic.as_deref() {
+                        dynamic.clear_pools();
+                    }
                 }
-                Some(SessionEvent::Message(message)) => {
-                    tracing::debug!(?message, "message from agent");
-                }
+                Some(SessionEvent::Message(message)) => match dynamic.as_deref_mut() {
+                    Some(dynamic) => dynamic.handle(message).await,
+                    None => tracing::debug!(?message, "message from agent"),
+                },
                 None => return session.ended().await,
             },
         }

@@ -144,6 +144,7 @@ fn welcome(agents: &Agents, tunnels: &[Arc<LiveTunnel>], lane_id: &str) -> Welco
         heartbeat_interval_ms: heartbeat.interval.as_millis() as u64,
         heartbeat_timeout_ms: heartbeat.timeout.as_millis() as u64,
         lane_key: None,
+        dynamic_tunnels: false,
     }
 }
 

@@ -3,6 +3,7 @@
 //! - `endpoint.rs`: the WebSocket upgrade at `/_warren/tunnel` (on the edge's own domain, or on
 //!   the agents-only listener).
 //! - `attach.rs`: one session's life: handshake, authentication, route claims, serving, cleanup.
+//! - `dynamic.rs`: tunnels opened and closed on a live session (`warren mcp`).
 //! - `lane.rs`: an extra connection of the same agent joining its session (`--sessions N`).
 //! - `lease.rs`: renews this edge's route leases, re-registers lost ones, drops stale tunnels.
 //! - `drain.rs`: the sessions' part of a graceful shutdown (make before break).
@@ -16,6 +17,7 @@
 
 pub mod attach;
 pub mod drain;
+pub mod dynamic;
 pub mod endpoint;
 pub mod lane;
 pub mod lease;

@@ -37,6 +37,9 @@ pub struct LiveTunnel {
     pub lanes: Lanes,
     /// The `Host` the local service gets instead of the visitor's (`--host-header`).
     pub host_header: Option<String>,
+    /// Opened after the handshake (`tunnel/dynamic.rs`): closing or losing it leaves the
+    /// session, which serves other tunnels, open.
+    pub dynamic: bool,
 }
 
 /// Extra sessions (lanes) of the agent that holds a tunnel. Each is its own connection, read

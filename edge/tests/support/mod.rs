@@ -285,6 +285,7 @@ pub fn hello(credential: Credential, subdomains: &[Option<&str>]) -> Hello {
         request_log_batches: false,
         request_log_compact: false,
         join: None,
+        dynamic_tunnels: false,
     }
 }
 
