@@ -15,18 +15,27 @@
 //! error) and a size cap on every message. Text messages are reported so the session can refuse
 //! them.
 
+//!
+//! # Layout
+//! - [`frame`]: the frames themselves, without I/O: a decoder of received bytes into
+//!   messages, and the encoding (fuzzed: `fuzz/`).
+//! - `fuzzing.rs`: the fuzz harness of the decoder, and the replay of its corpus.
+//! - `pool.rs`: the buffers large frames are read into, reused once their payload is dropped.
+//! - here: [`WsReader`] and [`WsWriter`], the two directions over a socket.
+
+pub mod frame;
+#[cfg(test)]
+mod fuzzing;
+mod pool;
+
+pub use frame::{DecodeError, WsMessage, WsRole};
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use frame::{Decoder, FIN, FrameLen, OP_BINARY, OP_CLOSE, OP_PONG, Step, apply_mask};
+use pool::{BufferPool, RECYCLE_FROM};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use warren_proto::frame::MAX_MESSAGE;
-
-/// Which end of the WebSocket this is: the client (agent) masks what it sends, the server
-/// (edge) does not, and each refuses frames masked the other way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WsRole {
-    Client,
-    Server,
-}
 
 /// Spare room made in the read buffer before a socket read when no larger frame is pending.
 const READ_CHUNK: usize = 16 * 1024;
@@ -35,21 +44,6 @@ const READ_CHUNK: usize = 16 * 1024;
 const WRITE_CHUNK: usize = 128 * 1024;
 /// Payloads written straight from their buffer (see [`WsWriter::direct`]).
 const DIRECT_WRITE: usize = 16 * 1024;
-/// Longest frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask.
-const MAX_HEADER: usize = 14;
-/// Frames from this size on are read into a buffer of their own, which is kept after its
-/// payload is handed out and reused once every piece of that payload has been dropped.
-const RECYCLE_FROM: usize = 64 * 1024;
-/// Such buffers kept per session (a full batch is ~330 KiB, in a 512 KiB buffer): enough for
-/// the batches still in flight to many streams. Spare ones go at a quiet heartbeat.
-const RECYCLE_KEEP: usize = 32;
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
 
 /// What went wrong on the WebSocket; the message says what the peer did.
 #[derive(Debug, thiserror::Error)]
@@ -64,16 +58,13 @@ pub enum WsError {
     Truncated,
 }
 
-/// One complete message from the peer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WsMessage {
-    Binary(Bytes),
-    /// A text message (its content is not needed: sessions refuse them).
-    Text,
-    /// Already answered: the reader queues the pong for the writer ([`WsReader::take_pong`]).
-    Ping,
-    Pong,
-    Close,
+impl From<DecodeError> for WsError {
+    fn from(e: DecodeError) -> WsError {
+        match e {
+            DecodeError::Protocol(what) => WsError::Protocol(what),
+            DecodeError::TooLong { len, max } => WsError::TooLong { len, max },
+        }
+    }
 }
 
 /// A WebSocket whose upgrade is done, split into its two directions.
@@ -124,42 +115,31 @@ impl<S: AsyncRead + AsyncWrite> WebSocket<S> {
     }
 }
 
-/// The receiving half: frames in, messages out.
+/// The receiving half: bytes in, messages out ([`frame::Decoder`]), large frames read into
+/// buffers of their own ([`pool`]).
 pub struct WsReader<R> {
     io: R,
-    role: WsRole,
-    max_message: usize,
+    decoder: Decoder,
     buf: BytesMut,
-    /// The message being reassembled from fragments, if one is.
-    fragments: Option<Fragments>,
-    /// The payload of the last ping, to be echoed in a pong.
-    pong: Option<Bytes>,
-    /// Payloads of large frames handed out, each with the capacity of the buffer it starts,
-    /// kept to reuse those buffers (see [`RECYCLE_FROM`]).
-    recycled: Vec<(Bytes, usize)>,
-    /// Set when `buf` was just made for the large frame at its start: that frame's payload,
-    /// once split out, is what keeps the buffer (capacity given) for reuse.
+    /// Buffers for large frames, reused once their payloads are dropped.
+    pool: BufferPool,
+    /// Set when `buf` was just taken from the pool for the large frame at its start: that
+    /// frame's payload, once split out, is what keeps the buffer (capacity given) for reuse.
     fresh: Option<usize>,
     /// Where the large frame being read ends in `buf` (0 if none): reads stop there, so the
     /// next frame starts in a buffer of its own instead of being copied out of this one.
     large_end: usize,
-    /// A large frame arrived since the last [`WsReader::release_spare`].
-    large_since_release: bool,
 }
 
 impl<R: AsyncRead + Unpin> WsReader<R> {
     pub fn new(io: R, role: WsRole, max_message: usize) -> WsReader<R> {
         WsReader {
             io,
-            role,
-            max_message,
+            decoder: Decoder::new(role, max_message),
             buf: BytesMut::new(),
-            fragments: None,
-            pong: None,
-            recycled: Vec::new(),
+            pool: BufferPool::default(),
             fresh: None,
             large_end: 0,
-            large_since_release: false,
         }
     }
 
@@ -167,41 +147,13 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
     /// a session that is done with bulk transfers keeps no spare memory. Called on every
     /// heartbeat deadline.
     pub fn release_spare(&mut self) {
-        if !self.large_since_release {
-            self.recycled = Vec::new();
-        }
-        self.large_since_release = false;
-    }
-
-    /// A kept buffer nothing else refers to any more, emptied, with room for `need` bytes.
-    ///
-    /// Why: payloads of large frames are handed out without a copy, so each one needs a buffer
-    /// of its own while it is in flight. Allocating a fresh ~330 KiB buffer per frame made
-    /// glibc hand the freed ones back to the kernel (heap trimming, `madvise(MADV_DONTNEED)` of
-    /// 1-4 MiB) and fault new pages in for the next: 40-130 page faults per 1 MiB response on
-    /// the edge, a quarter of its CPU (docs/performance.md, "2026-12-04 evening").
-    fn take_recycled(&mut self, need: usize) -> Option<BytesMut> {
-        let at = (self.recycled.iter())
-            .position(|(b, cap)| *cap >= need && b.is_unique())
-            .or_else(|| self.recycled.iter().position(|(b, _)| b.is_unique()))?;
-        let mut buf = self.recycled.swap_remove(at).0.try_into_mut().ok()?;
-        buf.clear();
-        buf.reserve(size_class(need));
-        Some(buf)
-    }
-
-    /// Keeps the buffer behind a large payload (of `capacity` bytes) for reuse.
-    fn keep(&mut self, payload: &Bytes, capacity: usize) {
-        self.large_since_release = true;
-        if self.recycled.len() < RECYCLE_KEEP {
-            self.recycled.push((payload.clone(), capacity));
-        }
+        self.pool.release_spare();
     }
 
     /// The pong owed for the latest ping, if any (the reader cannot write; whoever owns the
     /// writer sends it).
     pub fn take_pong(&mut self) -> Option<Bytes> {
-        self.pong.take()
+        self.decoder.take_pong()
     }
 
     /// Reads the next message; `None` when the peer closed the connection between messages.
@@ -225,7 +177,7 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
                 self.io.read_buf(&mut self.buf).await?
             };
             if read == 0 {
-                return if self.buf.is_empty() && self.fragments.is_none() {
+                return if self.buf.is_empty() && !self.decoder.in_message() {
                     Ok(None)
                 } else {
                     Err(WsError::Truncated)
@@ -234,184 +186,56 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
         }
     }
 
-    /// Takes one message out of the buffer if a whole one is there. Control frames between
-    /// fragments are returned at once, as RFC 6455 allows them there.
+    /// Takes one message out of the buffer if a whole one is there; makes room for the rest
+    /// of the frame at its start otherwise.
     fn parse(&mut self) -> Result<Option<WsMessage>, WsError> {
         loop {
-            let Some(frame) = self.parse_frame()? else {
-                return Ok(None);
+            let step = self.decoder.decode(&mut self.buf)?;
+            if !matches!(step, Step::Incomplete(_)) {
+                self.large_end = 0;
+            }
+            // The buffer taken for this frame, if one was: only a one-frame message keeps it.
+            let fresh = match step {
+                Step::Incomplete(_) => None,
+                _ => self.fresh.take(),
             };
-            // The buffer made for this frame, if one was: only a whole message keeps it.
-            let fresh = self.fresh.take();
-            let Frame {
-                fin,
-                opcode,
-                payload,
-            } = frame;
-            match opcode {
-                OP_BINARY | OP_TEXT if self.fragments.is_some() => {
-                    return Err(WsError::Protocol(
-                        "a new message started before the previous one ended",
-                    ));
-                }
-                OP_BINARY if fin => {
-                    let payload = payload.freeze();
-                    if let Some(capacity) = fresh {
-                        self.keep(&payload, capacity);
+            match step {
+                Step::Message {
+                    message: WsMessage::Binary(payload),
+                    one_frame,
+                } => {
+                    if let (true, Some(capacity)) = (one_frame, fresh) {
+                        self.pool.keep(&payload, capacity);
                     }
                     return Ok(Some(WsMessage::Binary(payload)));
                 }
-                OP_BINARY => {
-                    self.fragments = Some(Fragments {
-                        text: false,
-                        data: payload,
-                    })
+                Step::Message { message, .. } => return Ok(Some(message)),
+                Step::Fragment => {}
+                Step::Incomplete(None) => return Ok(None),
+                Step::Incomplete(Some(len)) => {
+                    self.make_room(len);
+                    return Ok(None);
                 }
-                OP_TEXT if fin => return Ok(Some(WsMessage::Text)),
-                OP_TEXT => {
-                    self.fragments = Some(Fragments {
-                        text: true,
-                        data: payload,
-                    })
-                }
-                OP_CONTINUATION => {
-                    let Some(mut message) = self.fragments.take() else {
-                        return Err(WsError::Protocol("a continuation frame with no message"));
-                    };
-                    let len = message.data.len() + payload.len();
-                    if len > self.max_message {
-                        return Err(WsError::TooLong {
-                            len: len as u64,
-                            max: self.max_message,
-                        });
-                    }
-                    message.data.extend_from_slice(&payload);
-                    if !fin {
-                        self.fragments = Some(message);
-                    } else if message.text {
-                        return Ok(Some(WsMessage::Text));
-                    } else {
-                        return Ok(Some(WsMessage::Binary(message.data.freeze())));
-                    }
-                }
-                OP_PING => {
-                    self.pong = Some(payload.freeze());
-                    return Ok(Some(WsMessage::Ping));
-                }
-                OP_PONG => return Ok(Some(WsMessage::Pong)),
-                OP_CLOSE => return Ok(Some(WsMessage::Close)),
-                _ => return Err(WsError::Protocol("unknown opcode")),
             }
         }
     }
 
-    /// Takes one frame out of the buffer if a whole one is there, unmasked; makes room for the
-    /// rest of it otherwise.
-    fn parse_frame(&mut self) -> Result<Option<Frame>, WsError> {
-        let Some(&[b0, b1]) = self.buf.get(..2) else {
-            return Ok(None);
-        };
-        let fin = b0 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
-            return Err(WsError::Protocol(
-                "reserved bits set (no extension was agreed)",
-            ));
-        }
-        let opcode = b0 & 0x0f;
-        let masked = b1 & 0x80 != 0;
-        match (self.role, masked) {
-            (WsRole::Server, false) => {
-                return Err(WsError::Protocol("a client frame that is not masked"));
-            }
-            (WsRole::Client, true) => return Err(WsError::Protocol("a masked server frame")),
-            _ => {}
-        }
-        let (len, mut header) = match b1 & 0x7f {
-            126 => match self.buf.get(2..4) {
-                Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
-                None => return Ok(None),
-            },
-            127 => match self.buf.get(2..10) {
-                Some(b) => {
-                    let mut be = [0u8; 8];
-                    be.copy_from_slice(b);
-                    (u64::from_be_bytes(be), 10)
-                }
-                None => return Ok(None),
-            },
-            short => (u64::from(short), 2),
-        };
-        if opcode & 0x08 != 0 && (!fin || len > 125) {
-            return Err(WsError::Protocol(
-                "a control frame that is fragmented or longer than 125 bytes",
-            ));
-        }
-        if len > self.max_message as u64 {
-            return Err(WsError::TooLong {
-                len,
-                max: self.max_message,
-            });
-        }
-        // Below `max_message`, so it fits in usize.
-        let len = len as usize;
-        let mask = if masked {
-            let Some(m) = self.buf.get(header..header + 4) else {
-                return Ok(None);
-            };
-            let mask = [m[0], m[1], m[2], m[3]];
-            header += 4;
-            Some(mask)
-        } else {
-            None
-        };
-        if self.buf.len() < header + len {
-            // Room for the whole frame at once: one allocation (or a reused one), and reads as
-            // large as the kernel has bytes for.
-            let need = header + len;
-            if len >= RECYCLE_FROM {
-                self.large_end = need;
-            }
-            if len >= RECYCLE_FROM && self.buf.capacity() < need {
-                let mut fresh = (self.take_recycled(need))
-                    .unwrap_or_else(|| BytesMut::with_capacity(size_class(need)));
+    /// Room for the whole frame at once: one allocation (or a reused one), and reads as large
+    /// as the kernel has bytes for.
+    fn make_room(&mut self, len: FrameLen) {
+        let need = len.header + len.payload;
+        if len.payload >= RECYCLE_FROM {
+            self.large_end = need;
+            if self.buf.capacity() < need {
+                let mut fresh = self.pool.take(need);
                 fresh.extend_from_slice(&self.buf);
                 self.fresh = Some(fresh.capacity());
                 self.buf = fresh;
-                return Ok(None);
+                return;
             }
-            self.buf.reserve(need - self.buf.len());
-            return Ok(None);
         }
-        self.large_end = 0;
-        self.buf.advance(header);
-        let mut payload = self.buf.split_to(len);
-        if let Some(mask) = mask {
-            apply_mask(&mut payload, mask);
-        }
-        Ok(Some(Frame {
-            fin,
-            opcode,
-            payload,
-        }))
+        self.buf.reserve(need - self.buf.len());
     }
-}
-
-/// The capacity given to a buffer for a large frame of `need` bytes: the next power of two,
-/// so that buffers kept for reuse fit the frames that follow (batches vary in size).
-fn size_class(need: usize) -> usize {
-    need.checked_next_power_of_two().unwrap_or(need)
-}
-
-/// A message whose first fragments have arrived.
-struct Fragments {
-    text: bool,
-    data: BytesMut,
-}
-
-struct Frame {
-    fin: bool,
-    opcode: u8,
-    payload: BytesMut,
 }
 
 /// The sending half: binary messages in batches, one flush per batch.
@@ -504,28 +328,7 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
 
     /// Appends a frame header to the write buffer.
     fn header(&mut self, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
-        let mut header = [0u8; MAX_HEADER];
-        let mut at = 0;
-        header[at] = 0x80 | opcode;
-        at += 1;
-        let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-        if len < 126 {
-            header[at] = mask_bit | len as u8;
-            at += 1;
-        } else if let Ok(short) = u16::try_from(len) {
-            header[at] = mask_bit | 126;
-            header[at + 1..at + 3].copy_from_slice(&short.to_be_bytes());
-            at += 3;
-        } else {
-            header[at] = mask_bit | 127;
-            header[at + 1..at + 9].copy_from_slice(&(len as u64).to_be_bytes());
-            at += 9;
-        }
-        if let Some(mask) = mask {
-            header[at..at + 4].copy_from_slice(&mask);
-            at += 4;
-        }
-        self.out.extend_from_slice(&header[..at]);
+        frame::encode_header(&mut self.out, FIN | opcode, len, mask);
     }
 
     async fn write_out(&mut self) -> Result<(), WsError> {
@@ -546,48 +349,10 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
     }
 }
 
-/// XORs `buf` with the repeating 4-byte `mask`, 8 bytes at a time.
-fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut words = buf.chunks_exact_mut(8);
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
-    }
-    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
-        *byte ^= mask[i & 3];
-    }
-}
-
-/// Puts one already-framed message into `out` (tests build hostile frames with this).
-#[cfg(test)]
-fn raw_frame(out: &mut Vec<u8>, b0: u8, payload: &[u8], mask: Option<[u8; 4]>) {
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    out.push(b0);
-    if payload.len() < 126 {
-        out.push(mask_bit | payload.len() as u8);
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    let start = out.len();
-    if let Some(mask) = mask {
-        out.extend_from_slice(&mask);
-    }
-    let body = out.len();
-    out.extend_from_slice(payload);
-    if let Some(mask) = mask {
-        debug_assert_eq!(body - start, 4);
-        apply_mask(&mut out[body..], mask);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use frame::{OP_CONTINUATION, OP_PING, encode_frame};
     use futures_util::{SinkExt, StreamExt};
     use tokio::io::duplex;
     use tokio_tungstenite::WebSocketStream;
@@ -598,22 +363,6 @@ mod tests {
 
     fn pattern(len: usize) -> Bytes {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
-    }
-
-    #[test]
-    fn mask_matches_the_byte_by_byte_definition() {
-        let mask = [0x6d, 0xb6, 0xb2, 0x80];
-        for len in [0, 1, 3, 7, 8, 9, 15, 16, 17, 100, 1027] {
-            let data = pattern(len);
-            let mut fast = data.to_vec();
-            apply_mask(&mut fast, mask);
-            let slow: Vec<u8> = data
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
-            assert_eq!(fast, slow, "length {len}");
-        }
     }
 
     /// Our client to tungstenite's server and back, across every length encoding and a
@@ -712,10 +461,10 @@ mod tests {
 
         let mask = Some([1, 2, 3, 4]);
         let mut raw = Vec::new();
-        raw_frame(&mut raw, OP_BINARY, b"abc", mask);
-        raw_frame(&mut raw, 0x80 | OP_PING, b"", mask);
-        raw_frame(&mut raw, OP_CONTINUATION, b"def", mask);
-        raw_frame(&mut raw, 0x80 | OP_CONTINUATION, b"g", mask);
+        encode_frame(&mut raw, OP_BINARY, b"abc", mask);
+        encode_frame(&mut raw, 0x80 | OP_PING, b"", mask);
+        encode_frame(&mut raw, OP_CONTINUATION, b"def", mask);
+        encode_frame(&mut raw, 0x80 | OP_CONTINUATION, b"g", mask);
         let (a, mut b) = duplex(64 * 1024);
         let mut ours = WebSocket::new(a, WsRole::Server);
         // One byte at a time: every partial header and payload is waited for.
@@ -742,7 +491,7 @@ mod tests {
         for n in 0..count {
             let mut payload = pattern(size).to_vec();
             payload[0] = n;
-            raw_frame(&mut raw, 0x80 | OP_BINARY, &payload, None);
+            encode_frame(&mut raw, 0x80 | OP_BINARY, &payload, None);
         }
         let (a, mut b) = duplex(64 * 1024);
         let feed = tokio::spawn(async move {
@@ -784,11 +533,11 @@ mod tests {
         assert_eq!(held.as_deref(), Some(&pattern(size)[1..]));
         reader.release_spare();
         assert!(
-            !reader.recycled.is_empty(),
+            !reader.pool.is_empty(),
             "released right after a large frame"
         );
         reader.release_spare();
-        assert!(reader.recycled.is_empty(), "kept after a quiet heartbeat");
+        assert!(reader.pool.is_empty(), "kept after a quiet heartbeat");
         let _b = feed.await.expect("test step");
     }
 
@@ -832,7 +581,7 @@ mod tests {
         ];
         for (role, b0, payload, mask, expected) in cases {
             let mut raw = Vec::new();
-            raw_frame(&mut raw, b0, &payload, mask);
+            encode_frame(&mut raw, b0, &payload, mask);
             let error = read_raw(role, raw, MAX)
                 .await
                 .expect_err("must be refused")
@@ -841,8 +590,8 @@ mod tests {
         }
 
         let mut raw = Vec::new();
-        raw_frame(&mut raw, 0x02, b"ab", m);
-        raw_frame(&mut raw, 0x82, b"cd", m);
+        encode_frame(&mut raw, 0x02, b"ab", m);
+        encode_frame(&mut raw, 0x82, b"cd", m);
         let error = read_raw(WsRole::Server, raw, MAX)
             .await
             .expect_err("must be refused");
@@ -856,7 +605,7 @@ mod tests {
     async fn oversized_and_truncated_messages_are_errors() {
         let m = Some([9, 8, 7, 6]);
         let mut raw = Vec::new();
-        raw_frame(&mut raw, 0x82, &[0; 200], m);
+        encode_frame(&mut raw, 0x82, &[0; 200], m);
         let error = read_raw(WsRole::Server, raw, 100)
             .await
             .expect_err("must be refused");
@@ -873,8 +622,8 @@ mod tests {
         assert!(matches!(error, WsError::TooLong { .. }), "{error}");
 
         let mut raw = Vec::new();
-        raw_frame(&mut raw, 0x02, &[0; 60], m);
-        raw_frame(&mut raw, 0x80, &[0; 60], m);
+        encode_frame(&mut raw, 0x02, &[0; 60], m);
+        encode_frame(&mut raw, 0x80, &[0; 60], m);
         let error = read_raw(WsRole::Server, raw, 100)
             .await
             .expect_err("must be refused");
@@ -884,7 +633,7 @@ mod tests {
         );
 
         let mut raw = Vec::new();
-        raw_frame(&mut raw, 0x82, &[0; 50], m);
+        encode_frame(&mut raw, 0x82, &[0; 50], m);
         raw.truncate(30);
         let error = read_raw(WsRole::Server, raw, MAX)
             .await
