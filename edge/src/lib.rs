@@ -41,6 +41,9 @@ pub mod control_link;
 pub(crate) mod duration;
 pub mod error;
 pub(crate) mod forwarding;
+// Fuzz harnesses of the HTTP/1 parsers; the fuzz crate (`fuzz/`) compiles the file itself.
+#[cfg(test)]
+mod fuzzing;
 pub mod grant;
 pub(crate) mod host;
 pub(crate) mod lifecycle;

@@ -233,6 +233,13 @@ pub fn inspect_response(
     is_head: bool,
 ) -> Result<ResponseFacts, BadResponse> {
     let status = resp.code.unwrap_or(0);
+    // httparse takes any three digits; the visitor's parser wants 100-999 (found by fuzzing:
+    // `000` was passed on as the status line `HTTP/1.1 0`).
+    if status < 100 {
+        return Err(BadResponse(
+            "the local service sent a status code under 100".into(),
+        ));
+    }
     if status == 101 {
         return Err(BadResponse(
             "the local service switched protocols unasked".into(),
@@ -341,10 +348,15 @@ pub fn write_response(
             ResponseField::ContentLength => facts.body == BodyKind::Chunked,
             ResponseField::Trailer | ResponseField::Other => false,
         };
+        // A length the body's framing depends on is written even when `Connection` lists
+        // it: dropping it would leave the visitor reading until the connection closes.
+        let framing = matches!(facts.body, BodyKind::Length(_))
+            && fields::response_field(name) == ResponseField::ContentLength;
         if drop
-            || listed
-                .iter()
-                .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
+            || (!framing
+                && listed
+                    .iter()
+                    .any(|l| l.eq_ignore_ascii_case(name.as_bytes())))
         {
             continue;
         }
@@ -583,6 +595,20 @@ mod tests {
         assert!(head.contains("transfer-encoding: chunked"), "{head}");
     }
 
+    /// A `Connection` field listing `Content-Length` must not take the body's length away
+    /// from the visitor (it would read the next response as part of this one).
+    #[test]
+    fn a_length_listed_in_connection_is_kept() {
+        let (facts, head) = response(
+            "HTTP/1.1 200 OK\r\nConnection: content-length, x-a\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n",
+            false,
+            false,
+        )
+        .expect("valid");
+        assert_eq!(facts.body, BodyKind::Length(2));
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+    }
+
     #[test]
     fn refuses_responses_it_cannot_frame() {
         for raw in [
@@ -590,6 +616,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            // Found by fuzzing (fuzz/corpus/h1_response_head/regression-status-000).
+            "HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 099 Low\r\n\r\n",
         ] {
             assert!(response(raw, false, false).is_err(), "{raw}");
         }

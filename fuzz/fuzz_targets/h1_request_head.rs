@@ -1,0 +1,7 @@
+//! Arbitrary bytes through `warren_fuzz::edge::request_head`: it panics when an invariant breaks
+//! (see its documentation for which).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| warren_fuzz::edge::request_head(data));
