@@ -350,7 +350,7 @@ async fn an_mcp_server_behind_a_tunnel_works_with_host_header_rewrite() -> anyho
     let seen = support::eventually("three progress notifications", || async {
         let seen = progress.0.lock().unwrap().clone();
         ensure!(seen.len() == 3, "{} so far", seen.len());
-        Ok(seen)
+        Ok(Some(seen))
     })
     .await?;
     let steps: Vec<f64> = seen.iter().map(|p| p.progress).collect();
