@@ -157,6 +157,10 @@ pub struct HttpArgs {
     #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// File holding the token (first line), instead of --token: kept out of `ps`.
+    #[arg(long, env = "WARREN_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+
     /// Print no line per request (the URL, warnings and errors still are); the edge then sends
     /// no request logs at all, which saves a little CPU per request on both sides.
     #[arg(long, short = 'q')]
@@ -221,9 +225,14 @@ pub struct LoginArgs {
     #[arg(long)]
     pub control: Option<String>,
 
-    /// The API token; asked for (without echo) when not given.
+    /// The API token; asked for (without echo) when not given. Prefer --token-file or the
+    /// prompt: a flag's value is visible to every user in `ps`.
     #[arg(long)]
     pub token: Option<String>,
+
+    /// File holding the API token (first line).
+    #[arg(long, env = "WARREN_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

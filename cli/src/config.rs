@@ -175,6 +175,31 @@ pub fn current_login_with(token: Option<String>) -> anyhow::Result<Login> {
         .ok_or_else(|| anyhow::anyhow!("no token given"))
 }
 
+/// Largest token file read.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// The token in `path` (`--token-file`): its first non-empty line, trimmed. A token in a file
+/// (or `WARREN_TOKEN`) stays out of `ps`, where `--token` is visible to every user.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_TOKEN_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?;
+    anyhow::ensure!(
+        text.len() as u64 <= MAX_TOKEN_FILE,
+        "--token-file {} is larger than {MAX_TOKEN_FILE} bytes",
+        path.display()
+    );
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("--token-file {}: the file is empty", path.display()))
+}
+
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -218,6 +243,17 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_file_gives_its_first_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "\n wrn_from_file \n").expect("write");
+        assert_eq!(read_token_file(&path).expect("read"), "wrn_from_file");
+        std::fs::write(&path, "\n").expect("write");
+        assert!(read_token_file(&path).is_err());
+        assert!(read_token_file(&dir.path().join("missing")).is_err());
+    }
 
     fn config(control: &str, token: &str) -> Config {
         Config {

@@ -102,6 +102,7 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
         public_port: Some(public.1),
         shutdown_grace: Duration::from_secs(5),
         control_url: Some(control_url.clone()),
+        control_insecure_http: true,
         control_secret: Some(edge_secret),
         ..EdgeConfig::default()
     };

@@ -89,6 +89,7 @@ impl TwoRegions {
                 shutdown_grace: Duration::from_secs(1),
                 heartbeat_interval: Duration::from_millis(500),
                 control_url: Some(control_url.clone()),
+                control_insecure_http: true,
                 control_secret: Some(secret.clone()),
                 ..EdgeConfig::default()
             };

@@ -99,6 +99,12 @@ struct ServeArgs {
     /// stable across restarts and unique per replica.
     #[arg(long, env = "WARREN_CONTROL_INSTANCE_ID")]
     instance_id: Option<String>,
+    /// PEM certificate chain: serve HTTPS instead of plain HTTP (with --tls-key-file).
+    #[arg(long, env = "WARREN_CONTROL_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "WARREN_CONTROL_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "WARREN_CONTROL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -167,6 +173,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .instance_id
             .unwrap_or_else(warren_control::config::default_instance_id),
     };
+    // Read before anything starts, so a bad file stops control at once.
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some(warren_control::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let state = AppState::open(config).await?;
     state.set_auth_failure_limit(args.auth_failures_per_minute);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -179,7 +190,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    warren_control::serve(listener, state, shutdown).await
+    match tls {
+        Some(tls) => warren_control::serve_tls(listener, tls, state, shutdown).await,
+        None => warren_control::serve(listener, state, shutdown).await,
+    }
 }
 
 fn init_logging(format: &str) {

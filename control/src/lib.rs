@@ -19,6 +19,7 @@
 //!   group) and closes published to every edge
 //! - `error.rs`: [`ApiError`] → `application/problem+json`
 //! - `time.rs`: RFC 3339 formatting
+//! - `tls.rs`: the HTTPS listener (`--tls-cert-file`, `--tls-key-file`), [`serve_tls`]
 //! - `main.rs`, `cli.rs`: the binary
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ mod grant;
 mod state;
 pub mod store;
 mod time;
+pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -69,6 +71,29 @@ pub async fn serve(
         .await?;
     if let Some(consumer) = consumer {
         // Cancelled with `shutdown`; unapplied entries stay pending in Redis.
+        let _ = consumer.await;
+    }
+    Ok(())
+}
+
+/// Like [`serve`], over TLS with `tls` (from [`tls::server_config`]).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "control listening over TLS");
+    let consumer = state.config().redis_url.clone().map(|url| {
+        tokio::spawn(bus::consume_events(
+            state.clone(),
+            url,
+            shutdown.child_token(),
+        ))
+    });
+    tls::serve_tls(listener, tls, app(state), shutdown).await?;
+    if let Some(consumer) = consumer {
         let _ = consumer.await;
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::duration::parse_duration;
@@ -46,14 +47,32 @@ pub struct EdgeConfig {
     )]
     pub tokens: Vec<String>,
 
-    /// Control plane URL (e.g. http://control.internal:8081): the edge accepts grants signed
+    /// File of API tokens agents may present, one per line (`#` comments), added to --token.
+    #[arg(long, env = "WARREN_EDGE_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Control plane URL (e.g. https://control.internal:8081): the edge accepts grants signed
     /// with control's keys and reports its tunnel sessions there. Needs --control-secret.
     #[arg(long, env = "WARREN_EDGE_CONTROL_URL")]
     pub control_url: Option<String>,
 
+    /// PEM file of the CA(s) that signed control's certificate: the only roots trusted for
+    /// control. Default: the system's trust store.
+    #[arg(long, env = "WARREN_EDGE_CONTROL_CA_FILE")]
+    pub control_ca_file: Option<std::path::PathBuf>,
+
+    /// Allow a plain http:// --control-url. Control's signing keys and the edge secret then
+    /// travel in clear: only for loopback (`warren dev`) or a network nobody else can reach.
+    #[arg(long, env = "WARREN_EDGE_CONTROL_INSECURE_HTTP")]
+    pub control_insecure_http: bool,
+
     /// Secret the edge presents to control's internal API (at least 16 characters).
     #[arg(long, env = "WARREN_EDGE_CONTROL_SECRET", hide_env_values = true)]
     pub control_secret: Option<String>,
+
+    /// File holding --control-secret (kept out of `ps`).
+    #[arg(long, env = "WARREN_EDGE_CONTROL_SECRET_FILE")]
+    pub control_secret_file: Option<PathBuf>,
 
     /// Largest request head (request line and headers) a visitor may send, in bytes.
     #[arg(long, env = "WARREN_EDGE_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
@@ -199,9 +218,17 @@ pub struct EdgeConfig {
     #[arg(long, env = "WARREN_EDGE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// File holding --redis-url (it may carry a password).
+    #[arg(long, env = "WARREN_EDGE_REDIS_URL_FILE")]
+    pub redis_url_file: Option<PathBuf>,
+
     /// Shared secret every edge of the cluster presents on the internal relay channel.
     #[arg(long, env = "WARREN_EDGE_RELAY_KEY", hide_env_values = true)]
     pub relay_key: Option<String>,
+
+    /// File holding --relay-key.
+    #[arg(long, env = "WARREN_EDGE_RELAY_KEY_FILE")]
+    pub relay_key_file: Option<PathBuf>,
 
     /// `HOST:PORT` other edges use to reach this edge's relay listener (default: the address
     /// the relay listener is bound to).
@@ -235,8 +262,12 @@ impl Default for EdgeConfig {
             region: "local".into(),
             edge_id: None,
             tokens: Vec::new(),
+            tokens_file: None,
             control_url: None,
+            control_ca_file: None,
+            control_insecure_http: false,
             control_secret: None,
+            control_secret_file: None,
             max_header_bytes: 64 * 1024,
             max_headers: DEFAULT_MAX_HEADERS,
             handshake_timeout: Duration::from_secs(10),
@@ -265,7 +296,9 @@ impl Default for EdgeConfig {
             hold_timeout: Duration::from_secs(10),
             max_held: 10_000,
             redis_url: None,
+            redis_url_file: None,
             relay_key: None,
+            relay_key_file: None,
             relay_advertise: None,
             tls: crate::tls::TlsSettings::default(),
         }
@@ -283,6 +316,8 @@ impl fmt::Debug for EdgeConfig {
             .field("edge_id", &self.edge_id)
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
             .field("control_url", &self.control_url)
+            .field("control_ca_file", &self.control_ca_file)
+            .field("control_insecure_http", &self.control_insecure_http)
             .field(
                 "control_secret",
                 &self.control_secret.as_ref().map(|_| "<redacted>"),
@@ -310,6 +345,38 @@ impl fmt::Debug for EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// Reads every `*-file` secret into its value (`--control-secret-file` into
+    /// `control_secret`, ...). The binary calls it once, before [`EdgeConfig::validate`].
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        use crate::secrets::merge;
+        merge(
+            &mut self.control_secret,
+            self.control_secret_file.as_deref(),
+            "--control-secret",
+        )?;
+        merge(
+            &mut self.redis_url,
+            self.redis_url_file.as_deref(),
+            "--redis-url",
+        )?;
+        merge(
+            &mut self.relay_key,
+            self.relay_key_file.as_deref(),
+            "--relay-key",
+        )?;
+        if let Some(path) = &self.tokens_file {
+            let tokens = crate::secrets::read_lines(path, "--tokens-file")?;
+            if tokens.is_empty() {
+                return Err(format!(
+                    "--tokens-file {}: no token in the file",
+                    path.display()
+                ));
+            }
+            self.tokens.extend(tokens);
+        }
+        Ok(())
+    }
+
     /// Checks the settings; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<(), String> {
         let domain = &self.domain;
@@ -410,8 +477,11 @@ impl EdgeConfig {
                 })?;
                 if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                     return Err(format!(
-                        "--control-url {url:?} must be an http:// or https:// URL with a host"
+                        "--control-url {url:?} must be an https:// URL with a host"
                     ));
+                }
+                if uri.scheme_str() == Some("http") && !self.control_insecure_http {
+                    return Err(crate::control_http::insecure_refused(url));
                 }
                 if secret.chars().count() < 16 {
                     return Err("--control-secret must be at least 16 characters long".into());
@@ -427,6 +497,14 @@ impl EdgeConfig {
             stream_window: self.stream_window,
             max_streams: self.max_streams_per_session,
             ..warren_proto::Settings::default()
+        }
+    }
+
+    /// How this edge trusts its link to control.
+    pub fn control_trust(&self) -> crate::control_http::ControlTrust {
+        crate::control_http::ControlTrust {
+            ca_file: self.control_ca_file.clone(),
+            insecure_http: self.control_insecure_http,
         }
     }
 
@@ -498,6 +576,7 @@ mod tests {
         let with = |url: Option<&str>, secret: Option<&str>| EdgeConfig {
             control_url: url.map(str::to_string),
             control_secret: secret.map(str::to_string),
+            control_insecure_http: true,
             ..EdgeConfig::default()
         };
         let secret = Some("0123456789abcdef");
@@ -525,5 +604,26 @@ mod tests {
                 .validate()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn plain_http_control_needs_the_insecure_flag() {
+        let config = EdgeConfig {
+            control_url: Some("http://control.internal:8081".into()),
+            control_secret: Some("0123456789abcdef".into()),
+            ..EdgeConfig::default()
+        };
+        let err = config.validate().expect_err("plain http refused");
+        assert!(err.contains("--control-insecure-http"), "{err}");
+        let https = EdgeConfig {
+            control_url: Some("https://control.internal:8081".into()),
+            ..config.clone()
+        };
+        assert!(https.validate().is_ok());
+        let insecure = EdgeConfig {
+            control_insecure_http: true,
+            ..config
+        };
+        assert!(insecure.validate().is_ok());
     }
 }

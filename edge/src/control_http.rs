@@ -2,19 +2,27 @@
 //!
 //! Every exchange is bounded: one deadline for the whole exchange (connect, request, response
 //! body) and a cap on the response body, so a slow or hostile control costs the edge one timer
-//! and one bounded buffer. Plain HTTP for now; TLS is one more connector behind
-//! [`ControlHttp::new`] (the rest of the edge only sees [`ControlHttp::get_json`] and
-//! [`ControlHttp::post_json`]).
+//! and one bounded buffer.
+//!
+//! Control is reached over HTTPS: its certificate is checked against `--control-ca-file` (the
+//! only roots then trusted) or, without it, the system's trust store. The JWKS that verifies
+//! every grant and the edge secret travel on this link, so plain `http://` is refused unless
+//! the operator says so with `--control-insecure-http` (what `warren dev` does on loopback).
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Longest any exchange with control may take.
@@ -37,11 +45,33 @@ pub enum ControlHttpError {
     Json { url: String, reason: String },
 }
 
+/// Largest `--control-ca-file` read.
+const MAX_CA_FILE: u64 = 1024 * 1024;
+
+/// How the edge trusts the link to control.
+#[derive(Debug, Clone, Default)]
+pub struct ControlTrust {
+    /// Roots for control's certificate (`--control-ca-file`); `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Accept a plain `http://` control URL (`--control-insecure-http`).
+    pub insecure_http: bool,
+}
+
+impl ControlTrust {
+    /// Plain HTTP allowed: tests and `warren dev` on loopback.
+    pub fn insecure_http() -> ControlTrust {
+        ControlTrust {
+            ca_file: None,
+            insecure_http: true,
+        }
+    }
+}
+
 /// A client for one control plane, cheap to clone.
 #[derive(Clone)]
 pub struct ControlHttp {
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl fmt::Debug for ControlHttp {
@@ -53,28 +83,34 @@ impl fmt::Debug for ControlHttp {
 }
 
 impl ControlHttp {
-    /// A client for `base` (e.g. `http://control.internal:8081`, no trailing slash needed).
-    pub fn new(base: &str) -> Result<ControlHttp, String> {
+    /// A client for `base` (e.g. `https://control.internal:8081`, no trailing slash needed),
+    /// checking control's certificate as `trust` says.
+    pub fn new(base: &str, trust: &ControlTrust) -> Result<ControlHttp, String> {
         let base = base.trim_end_matches('/').to_string();
         let uri: Uri = base
             .parse()
             .map_err(|e| format!("control URL {base:?} is not a URL: {e}"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "control URL {base:?}: this edge build talks to control over plain http only \
-                     for now; use an http:// URL on a private network"
-                ));
-            }
-            _ => return Err(format!("control URL {base:?} must start with http://")),
+            Some("https") => {}
+            Some("http") if trust.insecure_http => {}
+            Some("http") => return Err(insecure_refused(&base)),
+            _ => return Err(format!("control URL {base:?} must start with https://")),
         }
         if uri.host().is_none() {
             return Err(format!("control URL {base:?} has no host"));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONTROL_TIMEOUT));
-        connector.set_nodelay(true);
+        let tls = client_config(trust.ca_file.as_deref())?;
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONTROL_TIMEOUT));
+        http.set_nodelay(true);
+        // The TLS layer wrapped around it takes https:// URLs.
+        http.enforce_http(false);
+        // `https_or_http` only matters with --control-insecure-http: the scheme was checked above.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -166,6 +202,59 @@ impl ControlHttp {
     }
 }
 
+/// The sentence for a plain-HTTP control URL without `--control-insecure-http`.
+pub fn insecure_refused(url: &str) -> String {
+    format!(
+        "control URL {url:?} is plain http: control's signing keys and the edge secret would \
+         travel in clear. Use https:// (with --control-ca-file for a private CA), or pass \
+         --control-insecure-http on a trusted loopback or private network"
+    )
+}
+
+/// A client config trusting only the roots in `ca_file`, or the system's without one.
+fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+    crate::tls::install_crypto_provider();
+    let Some(path) = ca_file else {
+        use rustls_platform_verifier::ConfigVerifierExt;
+        return ClientConfig::with_platform_verifier()
+            .map_err(|e| format!("cannot load the system's trusted roots for control: {e}"));
+    };
+    let roots = roots_from_file(path).map_err(|e| format!("--control-ca-file {e}"))?;
+    Ok(ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Every PEM certificate in `path` (at most 1 MiB) as a root store; an error names the file.
+pub fn roots_from_file(path: &Path) -> Result<RootCertStore, String> {
+    let pem = read_capped(path, MAX_CA_FILE)?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(roots)
+}
+
+/// The bytes of `path`, refused when larger than `cap`.
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("{} is larger than {cap} bytes", path.display()));
+    }
+    Ok(bytes)
+}
+
 /// hyper-util's error says "client error (Connect)"; the cause (connection refused, ...) is in
 /// its sources.
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -184,16 +273,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_are_accepted_for_now() {
-        assert!(ControlHttp::new("http://127.0.0.1:9000/").is_ok());
-        assert!(ControlHttp::new("https://control.example.net").is_err());
-        assert!(ControlHttp::new("ftp://x").is_err());
-        assert!(ControlHttp::new("not a url").is_err());
+    fn plain_http_needs_the_insecure_flag() {
+        let strict = ControlTrust::default();
+        let err = ControlHttp::new("http://127.0.0.1:9000/", &strict).expect_err("refused");
+        assert!(err.contains("--control-insecure-http"), "{err}");
+        assert!(ControlHttp::new("http://127.0.0.1:9000/", &ControlTrust::insecure_http()).is_ok());
+        assert!(ControlHttp::new("https://control.example.net", &strict).is_ok());
+        assert!(ControlHttp::new("ftp://x", &strict).is_err());
+        assert!(ControlHttp::new("not a url", &strict).is_err());
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").expect("write");
+        let trust = ControlTrust {
+            ca_file: Some(path),
+            insecure_http: false,
+        };
+        let err = ControlHttp::new("https://control.internal", &trust).expect_err("refused");
+        assert!(err.contains("no PEM certificate"), "{err}");
     }
 
     #[test]
     fn urls_join_without_double_slashes() {
-        let http = ControlHttp::new("http://127.0.0.1:9000/").expect("valid");
+        let http = ControlHttp::new("http://127.0.0.1:9000/", &ControlTrust::insecure_http())
+            .expect("valid");
         assert_eq!(
             http.url("/.well-known/jwks.json"),
             "http://127.0.0.1:9000/.well-known/jwks.json"

@@ -24,7 +24,7 @@
 //!   `control_http.rs`: the bounded HTTP client both use.
 //! - `tls/`: the HTTPS listener's handshake, certificates by SNI, ACME and the shared
 //!   certificate store; `admin.rs`: the operators' listener.
-//! - `config.rs`: settings; `lifecycle.rs`: draining and closing; `body.rs`: response bodies.
+//! - `config.rs`: settings (`secrets.rs`: secret flags read from files); `lifecycle.rs`: draining and closing; `body.rs`: response bodies.
 //!
 //! Modules depend downwards only: `visitor` on `tunnel`, `relay`, `forwarding`; `tunnel` on
 //! `routes`, `auth`; nothing below imports what is above it. Each part takes the handles it
@@ -50,6 +50,7 @@ pub(crate) mod lifecycle;
 pub(crate) mod limits;
 pub mod relay;
 pub mod routes;
+pub mod secrets;
 pub mod tls;
 pub(crate) mod tunnel;
 pub(crate) mod visitor;
@@ -122,7 +123,7 @@ impl Deps {
         let (Some(url), Some(secret)) = (&config.control_url, &config.control_secret) else {
             anyhow::bail!("Deps::with_control needs control_url and control_secret");
         };
-        let http = ControlHttp::new(url).map_err(anyhow::Error::msg)?;
+        let http = ControlHttp::new(url, &config.control_trust()).map_err(anyhow::Error::msg)?;
         let closed = Arc::new(ClosedTunnels::default());
         let grants =
             GrantVerifier::new(http.clone(), &config.region, &config.domain, closed.clone());

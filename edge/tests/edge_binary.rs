@@ -42,3 +42,26 @@ fn a_worker_count_out_of_range_is_refused_naming_the_flag() -> anyhow::Result<()
     assert!(stderr.contains("1..=1024"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn plain_http_control_is_refused_without_the_insecure_flag() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("edge-secret");
+    std::fs::write(&secret, "edge-secret-0123456789\n")?;
+    let secret = secret.display().to_string();
+    let stderr = refused(&[
+        "--control-url",
+        "http://127.0.0.1:9",
+        "--control-secret-file",
+        &secret,
+    ])?;
+    assert!(stderr.contains("--control-insecure-http"), "{stderr}");
+    let stderr = refused(&[
+        "--control-secret",
+        "edge-secret-0123456789",
+        "--control-secret-file",
+        &secret,
+    ])?;
+    assert!(stderr.contains("not both"), "{stderr}");
+    Ok(())
+}

@@ -13,6 +13,7 @@
 //! - `pebble`: a real ACME server (`pebble`) and its DNS (`pebble-challtestsrv`) on free ports.
 //! - `recording`: a local service that records requests exactly as they arrived.
 //! - `tls`: an HTTPS client for tests that trusts only the roots it is given.
+//! - `pki`: throwaway CAs and the server/client certificates they sign.
 //! - `latency_proxy`: a TCP proxy that adds a (changeable) delay each way, for latency tests.
 //! - `http`: end-to-end helpers: a whole tunnel in one call, raw HTTP/1.x, HTTP/2, a scripted
 //!   origin, process memory.
@@ -27,6 +28,7 @@ pub mod multi;
 pub mod origin;
 pub mod pattern;
 pub mod pebble;
+pub mod pki;
 pub mod recording;
 pub mod redis;
 pub mod tls;

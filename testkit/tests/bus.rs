@@ -180,13 +180,13 @@ async fn malformed_entries_are_reported_not_fatal() -> anyhow::Result<()> {
         .as_ref()
         .err()
         .context("bad JSON is an error")?;
-    assert!(first.contains("not a report"), "{first}");
+    assert!(first.0.contains("not a report"), "{first}");
     let second = entries[1]
         .report
         .as_ref()
         .err()
         .context("no field is an error")?;
-    assert!(second.contains("no field"), "{second}");
+    assert!(second.0.contains("no field"), "{second}");
     Ok(())
 }
 
@@ -229,7 +229,7 @@ async fn closes_reach_subscribers_and_bad_messages_are_errors() -> anyhow::Resul
         .context("no message within 5 s")?
         .context("subscription ended")?;
     let error = got.err().context("a malformed close is an error")?;
-    assert!(error.contains("not a close message"), "{error}");
+    assert!(error.0.contains("not a close message"), "{error}");
     Ok(())
 }
 

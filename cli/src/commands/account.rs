@@ -21,9 +21,10 @@ pub async fn login(args: LoginArgs, printer: Printer) -> anyhow::Result<()> {
         .unwrap_or_else(|| config::DEFAULT_CONTROL.to_string());
     // A bad URL is reported before asking for a token.
     ControlClient::new(&control, None)?;
-    let token = match args.token {
-        Some(token) => token,
-        None => read_token()?,
+    let token = match (args.token, &args.token_file) {
+        (Some(token), _) => token,
+        (None, Some(path)) => config::read_token_file(path)?,
+        (None, None) => read_token()?,
     };
     let token = token.trim().to_string();
     anyhow::ensure!(

@@ -46,7 +46,10 @@ pub fn host_header(arg: Option<&str>, local: &LocalTarget) -> Result<Option<Stri
     Ok(Some(value))
 }
 
-pub async fn run(args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
+pub async fn run(mut args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
+    if let Some(path) = &args.token_file {
+        args.token = Some(crate::config::read_token_file(path)?);
+    }
     // What is wrong on the command line itself comes first, before any network call and even
     // when no token is configured yet.
     let local = parse_local(&args.port, &args.local_host).map_err(anyhow::Error::msg)?;
@@ -84,7 +87,9 @@ async fn standalone(
     options.request_log = !args.quiet;
     options.sessions = usize::from(args.sessions);
     if options.token.is_empty() {
-        anyhow::bail!("no token: pass --token or set WARREN_TOKEN (`warren dev` prints one)");
+        anyhow::bail!(
+            "no token: pass --token-file, set WARREN_TOKEN or pass --token (`warren dev` prints one)"
+        );
     }
     let shutdown = CancellationToken::new();
     signals::on_interrupt(shutdown.clone());

@@ -456,6 +456,7 @@ impl TestCluster {
             shutdown_grace: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(500),
             control_url: Some(self.control_url.clone()),
+            control_insecure_http: true,
             control_secret: Some(self.edge_secret.clone()),
             redis_url: self.redis_url.clone(),
             relay_key: self

@@ -293,7 +293,11 @@ mod tests {
     use warren_proto::control::TunnelProtocol;
 
     fn verifier() -> GrantVerifier {
-        let http = ControlHttp::new("http://127.0.0.1:9").expect("valid url");
+        let http = ControlHttp::new(
+            "http://127.0.0.1:9",
+            &crate::control_http::ControlTrust::insecure_http(),
+        )
+        .expect("valid url");
         GrantVerifier::new(http, "eu", "eu.example.net", Arc::default())
     }
 
@@ -384,7 +388,11 @@ mod tests {
     #[test]
     fn closed_tunnels_are_refused_until_their_grants_expire() {
         let closed = Arc::new(ClosedTunnels::default());
-        let http = ControlHttp::new("http://127.0.0.1:9").expect("valid url");
+        let http = ControlHttp::new(
+            "http://127.0.0.1:9",
+            &crate::control_http::ControlTrust::insecure_http(),
+        )
+        .expect("valid url");
         let v = GrantVerifier::new(http, "eu", "eu.example.net", closed.clone());
         closed.insert("t1", 1800, "closed by alice");
         let refused = v.check(&claims(), 1500).expect_err("closed");

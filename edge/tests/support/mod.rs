@@ -218,6 +218,7 @@ impl Edge {
     pub fn config(control: &FakeControl) -> EdgeConfig {
         EdgeConfig {
             control_url: Some(control.url()),
+            control_insecure_http: true,
             control_secret: Some(SECRET.into()),
             region: REGION.into(),
             heartbeat_interval: Duration::from_millis(500),
