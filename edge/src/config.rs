@@ -32,7 +32,9 @@ pub struct EdgeConfig {
     #[arg(long, env = "WARREN_EDGE_ID")]
     pub edge_id: Option<String>,
 
-    /// API tokens agents may present (comma-separated in the environment variable).
+    /// A static token agents may present, as NAME:SECRET (the agent presents SECRET and acts
+    /// as account NAME; a bare SECRET is an account of its own). Repeatable; comma-separated
+    /// in the environment variable. Prefer --tokens-file: flags show in `ps`.
     #[arg(
         long = "token",
         env = "WARREN_EDGE_TOKENS",
@@ -40,6 +42,11 @@ pub struct EdgeConfig {
         hide_env_values = true
     )]
     pub tokens: Vec<String>,
+
+    /// A file of static tokens, one `NAME:SECRET` a line (`#` comments), read at start; keeps
+    /// secrets out of the command line. Combined with --token.
+    #[arg(long, env = "WARREN_EDGE_TOKENS_FILE")]
+    pub tokens_file: Option<std::path::PathBuf>,
 
     /// Control plane URL (e.g. http://control.internal:8081): the edge accepts grants signed
     /// with control's keys and reports its tunnel sessions there. Needs --control-secret.
@@ -223,6 +230,7 @@ impl Default for EdgeConfig {
             region: "local".into(),
             edge_id: None,
             tokens: Vec::new(),
+            tokens_file: None,
             control_url: None,
             control_secret: None,
             max_header_bytes: 64 * 1024,
@@ -269,6 +277,7 @@ impl fmt::Debug for EdgeConfig {
             .field("region", &self.region)
             .field("edge_id", &self.edge_id)
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("tokens_file", &self.tokens_file)
             .field("control_url", &self.control_url)
             .field(
                 "control_secret",
