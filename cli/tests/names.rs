@@ -22,7 +22,11 @@ async fn login(home: &Home, control: &str, token: &str) -> anyhow::Result<()> {
 /// B tries everything it can to get `name`; each attempt must fail naming the claim.
 async fn b_cannot_take(b: &Home, name: &str, port: &str) -> anyhow::Result<()> {
     let claim = Warren::run(b, &["subdomains", "claim", name]).await?;
-    ensure!(!claim.status.success(), "B claimed {name}: {}", claim.stdout);
+    ensure!(
+        !claim.status.success(),
+        "B claimed {name}: {}",
+        claim.stdout
+    );
     ensure!(
         claim.stderr.contains("claimed by another account"),
         "{}",
@@ -75,7 +79,11 @@ async fn another_account_never_gets_a_stable_name() -> anyhow::Result<()> {
     b_cannot_take(&b, &name, &port).await?;
     cluster.start_edge().await?;
     let ready = agent.json_event("tunnel_ready").await?;
-    assert_eq!(host_of(&ready["public_url"])?, host, "A's URL after the reconnect");
+    assert_eq!(
+        host_of(&ready["public_url"])?,
+        host,
+        "A's URL after the reconnect"
+    );
     let (status, _, body) = client::get(cluster.edge_addr, &host, "/hello").await?;
     assert_eq!(status.as_u16(), 200);
     assert_eq!(&body[..], b"hello from origin");
@@ -86,30 +94,62 @@ async fn another_account_never_gets_a_stable_name() -> anyhow::Result<()> {
     b_cannot_take(&b, &name, &port).await?;
     let listed = Warren::run(&a, &["subdomains", "list"]).await?.ok()?;
     assert!(
-        listed.stdout.lines().any(|l| l.starts_with(&name) && l.contains("stable name")),
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&name) && l.contains("stable name")),
         "{}",
         listed.stdout
     );
 
-    Warren::run(&a, &["subdomains", "release", &name]).await?.ok()?;
+    Warren::run(&a, &["subdomains", "release", &name])
+        .await?
+        .ok()?;
     let mut taker = Warren::spawn_in(
         &b,
-        &["http", &port, "--local-host", "127.0.0.1", "--subdomain", &name, "--json"],
+        &[
+            "http",
+            &port,
+            "--local-host",
+            "127.0.0.1",
+            "--subdomain",
+            &name,
+            "--json",
+        ],
     )?;
     let ready = taker.json_event("tunnel_ready").await?;
-    assert_eq!(host_of(&ready["public_url"])?, host, "released, B may serve it");
+    assert_eq!(
+        host_of(&ready["public_url"])?,
+        host,
+        "released, B may serve it"
+    );
     taker.signal("INT")?;
     ensure!(taker.exit_within(EXIT_DEADLINE).await?.success());
     cluster.stop().await
 }
 
 /// `warren http PORT --edge EDGE --token SECRET --subdomain NAME --json`, straight to the edge.
-fn static_agent(home: &Home, edge: &str, secret: &str, port: &str, name: &str) -> anyhow::Result<Warren> {
+fn static_agent(
+    home: &Home,
+    edge: &str,
+    secret: &str,
+    port: &str,
+    name: &str,
+) -> anyhow::Result<Warren> {
     Warren::spawn_in(
         home,
         &[
-            "http", port, "--local-host", "127.0.0.1", "--edge", edge, "--token", secret,
-            "--subdomain", name, "--json",
+            "http",
+            port,
+            "--local-host",
+            "127.0.0.1",
+            "--edge",
+            edge,
+            "--token",
+            secret,
+            "--subdomain",
+            name,
+            "--json",
         ],
     )
 }

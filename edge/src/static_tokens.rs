@@ -127,8 +127,8 @@ fn parse_name(name: &str, origin: &str) -> Result<String, String> {
 
 fn read_bounded(path: &Path) -> Result<String, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("--tokens-file {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("--tokens-file {}: {e}", path.display()))?;
     let mut text = String::new();
     file.take(MAX_TOKENS_FILE_BYTES + 1)
         .read_to_string(&mut text)
@@ -192,14 +192,24 @@ mod tests {
 
     #[tokio::test]
     async fn each_name_is_an_account() {
-        let tokens = specs(&["alice:sa1", "bob:sb1", "alice:sa2", "bare-secret"])
-            .unwrap_or_default();
-        assert_eq!(account(&tokens, "sa1").await.as_deref(), Some("static:alice"));
-        assert_eq!(account(&tokens, "sa2").await.as_deref(), Some("static:alice"));
+        let tokens =
+            specs(&["alice:sa1", "bob:sb1", "alice:sa2", "bare-secret"]).unwrap_or_default();
+        assert_eq!(
+            account(&tokens, "sa1").await.as_deref(),
+            Some("static:alice")
+        );
+        assert_eq!(
+            account(&tokens, "sa2").await.as_deref(),
+            Some("static:alice")
+        );
         assert_eq!(account(&tokens, "sb1").await.as_deref(), Some("static:bob"));
         let bare = account(&tokens, "bare-secret").await.unwrap_or_default();
         assert!(bare.starts_with("static:token-"), "{bare}");
-        assert_eq!(account(&tokens, "alice:sa1").await, None, "the agent presents the secret");
+        assert_eq!(
+            account(&tokens, "alice:sa1").await,
+            None,
+            "the agent presents the secret"
+        );
         let refused = tokens.authenticate(&Credential::Token("nope".into())).await;
         assert_eq!(refused.map_err(|r| r.code), Err(RejectCode::Unauthorized));
     }
@@ -233,7 +243,9 @@ mod tests {
         assert_eq!(tokens.map(|t| t.entries.len()).ok(), Some(3));
         let big = "a:".to_string() + &"x".repeat(MAX_TOKENS_FILE_BYTES as usize + 1);
         std::fs::write(&path, big).unwrap_or_default();
-        let error = StaticTokens::from_sources(&[], Some(&path)).err().unwrap_or_default();
+        let error = StaticTokens::from_sources(&[], Some(&path))
+            .err()
+            .unwrap_or_default();
         assert!(error.contains("over"), "{error}");
     }
 }

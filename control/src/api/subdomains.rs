@@ -19,9 +19,9 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 use crate::store::claims::Claim;
 use crate::store::tunnels::RELEASED_REASON;
-use warren_proto::report::CloseTunnel;
 use crate::store::{is_unique_violation, now_ms};
 use crate::time::rfc3339;
+use warren_proto::report::CloseTunnel;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

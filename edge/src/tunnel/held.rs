@@ -67,10 +67,14 @@ mod tests {
         let hosts = ["demo.example.net"];
         let free = refuse_held(&Holds(Ok(vec![])), hosts.into_iter(), "example.net").await;
         assert!(free.is_ok());
-        let taken = refuse_held(&Holds(Ok(vec!["demo".into()])), hosts.into_iter(), "example.net")
-            .await
-            .err()
-            .map(|r| r.code);
+        let taken = refuse_held(
+            &Holds(Ok(vec!["demo".into()])),
+            hosts.into_iter(),
+            "example.net",
+        )
+        .await
+        .err()
+        .map(|r| r.code);
         assert_eq!(taken, Some(RejectCode::SubdomainTaken));
         let down = refuse_held(&Holds(Err("down".into())), hosts.into_iter(), "example.net")
             .await
