@@ -54,6 +54,8 @@ pub struct Tokens {
 pub struct Subdomain {
     pub name: String,
     pub created_at: String,
+    /// Held because a tunnel got it as its stable name (no `--subdomain`).
+    pub stable: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

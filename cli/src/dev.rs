@@ -97,7 +97,8 @@ pub async fn run(args: DevArgs, printer: Printer) -> anyhow::Result<()> {
     let mut config = EdgeConfig {
         domain: "localhost".into(),
         region: "local".into(),
-        tokens: vec![token.clone()],
+        // The dev token is also a static token of the edge, as account `static:dev`.
+        tokens: vec![format!("dev:{token}")],
         public_scheme: public.0.into(),
         public_port: Some(public.1),
         shutdown_grace: Duration::from_secs(5),

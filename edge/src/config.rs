@@ -38,7 +38,9 @@ pub struct EdgeConfig {
     #[arg(long, env = "WARREN_EDGE_ID")]
     pub edge_id: Option<String>,
 
-    /// API tokens agents may present (comma-separated in the environment variable).
+    /// A static token agents may present, as NAME:SECRET (the agent presents SECRET and acts
+    /// as account NAME; a bare SECRET is an account of its own). Repeatable; comma-separated
+    /// in the environment variable. Prefer --tokens-file: flags show in `ps`.
     #[arg(
         long = "token",
         env = "WARREN_EDGE_TOKENS",
@@ -47,9 +49,10 @@ pub struct EdgeConfig {
     )]
     pub tokens: Vec<String>,
 
-    /// File of API tokens agents may present, one per line (`#` comments), added to --token.
+    /// A file of static tokens, one `NAME:SECRET` a line (`#` comments), read at start; keeps
+    /// secrets out of the command line. Combined with --token.
     #[arg(long, env = "WARREN_EDGE_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
+    pub tokens_file: Option<std::path::PathBuf>,
 
     /// Control plane URL (e.g. https://control.internal:8081): the edge accepts grants signed
     /// with control's keys and reports its tunnel sessions there. Needs --control-secret.
@@ -315,6 +318,7 @@ impl fmt::Debug for EdgeConfig {
             .field("region", &self.region)
             .field("edge_id", &self.edge_id)
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("tokens_file", &self.tokens_file)
             .field("control_url", &self.control_url)
             .field("control_ca_file", &self.control_ca_file)
             .field("control_insecure_http", &self.control_insecure_http)
@@ -364,16 +368,7 @@ impl EdgeConfig {
             self.relay_key_file.as_deref(),
             "--relay-key",
         )?;
-        if let Some(path) = &self.tokens_file {
-            let tokens = crate::secrets::read_lines(path, "--tokens-file")?;
-            if tokens.is_empty() {
-                return Err(format!(
-                    "--tokens-file {}: no token in the file",
-                    path.display()
-                ));
-            }
-            self.tokens.extend(tokens);
-        }
+        // --tokens-file is read with the tokens' names by `StaticTokens::from_sources`.
         Ok(())
     }
 

@@ -529,6 +529,21 @@ fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+#[async_trait::async_trait]
+impl crate::tunnel::held::HeldNames for ControlLink {
+    async fn held(&self, names: &[String]) -> Result<Vec<String>, String> {
+        let query = warren_proto::held::NamesQuery {
+            names: names.to_vec(),
+        };
+        let answer: warren_proto::held::NamesHeld = self
+            .http
+            .post_json("/internal/v1/names", &self.secret, &query)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(answer.held)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,8 @@
 //! - `forwarding/`: what the edge adds, removes and rewrites on the way, for both paths.
 //! - `visitor/error_page.rs`: every failure becomes a response here; `error.rs` classifies them.
 //! - `tunnel/endpoint.rs` → `tunnel/attach.rs`: where agents connect and how a session lives.
-//! - `routes/`: the cluster-wide route table; `auth.rs`: agent credentials;
+//! - `routes/`: the cluster-wide route table; `auth.rs`: agent credentials
+//!   (`static_tokens.rs`: the edge's own tokens, one account each);
 //!   `warren_proto::names`: subdomain rules.
 //! - `grant/`: grants signed by control, verified offline with control's keys (JWKS);
 //!   `control_link.rs`: session reports to control and the tunnels it closes;
@@ -51,6 +52,7 @@ pub(crate) mod limits;
 pub mod relay;
 pub mod routes;
 pub mod secrets;
+pub mod static_tokens;
 pub mod tls;
 pub(crate) mod tunnel;
 pub(crate) mod visitor;
@@ -91,6 +93,15 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
+/// The configured static tokens; invalid ones are logged and none accepted (fail closed).
+/// `Deps::from_config`, what the binary uses, refuses to start on them instead.
+fn static_tokens_or_none(config: &EdgeConfig) -> StaticTokens {
+    StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "static tokens refused; this edge accepts none");
+        StaticTokens::default()
+    })
+}
+
 /// The edge's pluggable parts.
 pub struct Deps {
     pub routes: Arc<dyn RouteTable>,
@@ -108,7 +119,7 @@ impl Deps {
     pub fn embedded(config: &EdgeConfig) -> Deps {
         Deps {
             routes: Arc::new(MemoryRouteTable::new()),
-            auth: Arc::new(StaticTokens::new("local", &config.tokens)),
+            auth: Arc::new(static_tokens_or_none(config)),
             control: None,
             relay: None,
             cert_store: None,
@@ -134,8 +145,9 @@ impl Deps {
             }
         }
         grants.spawn_refresher();
-        let tokens =
-            (!config.tokens.is_empty()).then(|| StaticTokens::new("local", &config.tokens));
+        let tokens = StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        let tokens = (!tokens.is_empty()).then_some(tokens);
         Ok(Deps {
             routes: Arc::new(MemoryRouteTable::new()),
             auth: Arc::new(EdgeAuth {
@@ -156,7 +168,9 @@ impl Deps {
         } else {
             Deps::embedded(config)
         };
-        if config.tokens.is_empty() && !config.has_control() {
+        let tokens = StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        if tokens.is_empty() && !config.has_control() {
             anyhow::bail!(
                 "no way for agents to authenticate: pass --token (or WARREN_EDGE_TOKENS) for \
                  static tokens, and/or --control-url with --control-secret for grants from control"
@@ -227,6 +241,10 @@ pub async fn run(
             .control
             .clone()
             .map(|link| link as Arc<dyn SessionReports>),
+        held_names: deps
+            .control
+            .clone()
+            .map(|link| link as Arc<dyn tunnel::held::HeldNames>),
         life: life.clone(),
         auth_throttle: limits::AuthThrottle::new(config.auth_failures_per_minute),
         visitor_addr,

@@ -16,6 +16,7 @@
 //! - [`names`]: subdomain rules, the stable default name, custom domain rules.
 //! - [`grant`]: the claims of the signed ticket control issues and edges verify.
 //! - [`report`]: what an edge reports to control about its sessions.
+//! - [`held`]: whether control's accounts hold names (asked by edges with static tokens).
 //! - [`error`]: protocol errors and stream reset codes.
 //!
 //! `docs/protocol.md` describes the format for readers who do not read Rust.
@@ -25,6 +26,7 @@ pub mod control;
 pub mod error;
 pub mod frame;
 pub mod grant;
+pub mod held;
 pub mod ids;
 pub mod mux;
 pub mod names;

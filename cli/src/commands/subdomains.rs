@@ -20,9 +20,14 @@ pub async fn run(command: SubdomainsCommand, printer: Printer) -> anyhow::Result
                             .into(),
                     );
                 }
-                let mut table = Table::new(&["name", "claimed"]);
+                let mut table = Table::new(&["name", "claimed", "how"]);
                 for s in &list.subdomains {
-                    table.row([s.name.clone(), short_time(Some(&s.created_at))]);
+                    let how = if s.stable { "stable name" } else { "claimed" };
+                    table.row([
+                        s.name.clone(),
+                        short_time(Some(&s.created_at)),
+                        how.to_string(),
+                    ]);
                 }
                 Ok(table.render())
             })
@@ -44,7 +49,9 @@ pub async fn run(command: SubdomainsCommand, printer: Printer) -> anyhow::Result
                 .delete(&format!("/v1/subdomains/{}", segment(&name)))
                 .await?;
             emit(printer, &json!({ "name": name, "released": true }), || {
-                Ok(format!("Released {name}.\n"))
+                Ok(format!(
+                    "Released {name}: any tunnel of this account serving it was closed.\n"
+                ))
             })
         }
     }

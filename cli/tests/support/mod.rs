@@ -356,6 +356,8 @@ pub struct TestCluster {
     /// In cluster mode: the Redis edge and control share.
     redis_url: Option<String>,
     pub edge_addr: SocketAddr,
+    /// Static tokens (`NAME:SECRET`) the edge accepts besides grants, from its next start.
+    pub edge_tokens: Vec<String>,
     pub state: AppState,
     /// The test account's token (scope `manage`).
     pub token: String,
@@ -435,6 +437,7 @@ impl TestCluster {
             control_config,
             redis_url,
             edge_addr,
+            edge_tokens: Vec::new(),
             state,
             token,
             email,
@@ -458,6 +461,7 @@ impl TestCluster {
             control_url: Some(self.control_url.clone()),
             control_insecure_http: true,
             control_secret: Some(self.edge_secret.clone()),
+            tokens: self.edge_tokens.clone(),
             redis_url: self.redis_url.clone(),
             relay_key: self
                 .redis_url
@@ -502,6 +506,12 @@ impl TestCluster {
     /// Starts a new edge on the same address.
     pub async fn restart_edge(&mut self) -> anyhow::Result<()> {
         self.stop_edge().await?;
+        self.start_edge().await
+    }
+
+    /// Starts an edge on the address of the one [`TestCluster::stop_edge`] stopped.
+    pub async fn start_edge(&mut self) -> anyhow::Result<()> {
+        ensure!(self.edge.is_none(), "the edge is running");
         let listener = TcpListener::bind(self.edge_addr).await?;
         self.start_edge_on(listener).await
     }

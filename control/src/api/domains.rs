@@ -364,7 +364,12 @@ pub async fn delete_domain(
     // After the row is gone no grant names the hostname any more; close what is open on it:
     // at once over Redis, else with the edges' next report.
     let closed = db
-        .close_tunnels_on(&caller.account.id, &row.hostname, now_ms())
+        .close_tunnels_on(
+            &caller.account.id,
+            &row.hostname,
+            DOMAIN_REMOVED_REASON,
+            now_ms(),
+        )
         .await?;
     let closes: Vec<CloseTunnel> = closed
         .iter()

@@ -4,6 +4,7 @@
 pub mod domains;
 mod extract;
 pub mod me;
+pub mod names;
 pub mod regions;
 pub mod reports;
 pub mod subdomains;
@@ -45,7 +46,7 @@ pub use extract::MAX_BODY_BYTES;
         (name = "regions", description = "Where tunnels can run"),
         (name = "grants", description = "Public keys that verify grants"),
         (name = "health", description = "Liveness and readiness"),
-        (name = "internal", description = "Edge → control reports"),
+        (name = "internal", description = "Edge → control: reports, names held"),
     )
 )]
 struct ApiDoc;
@@ -145,6 +146,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(regions::healthz))
         .routes(routes!(regions::readyz))
         .routes(routes!(reports::report))
+        .routes(routes!(names::held_names))
 }
 
 /// The OpenAPI document of the API (what `/openapi.json` serves).

@@ -13,7 +13,7 @@ use warren_proto::report::CloseTunnel;
 
 use super::domains::parse_hostname;
 use super::extract::ApiJson;
-use super::subdomains::{claim_name, taken};
+use super::subdomains::{ClaimKind, claim_name, ensure_not_served_by_other, taken};
 use super::view::Tunnel;
 use crate::auth::{Caller, Scope};
 use crate::config::RegionConfig;
@@ -214,25 +214,32 @@ async fn pick_name(
     let account = caller.account.id.as_str();
     if let Some(raw) = requested {
         let name = Subdomain::parse(raw).map_err(ApiError::Unprocessable)?;
-        claim_name(state, account, &name).await?;
+        claim_name(state, account, &name, ClaimKind::Explicit).await?;
         return Ok(name);
     }
-    let name = if random {
-        let mut name = random_name();
-        // A random collision with a claim is astronomically rare; try a few times anyway.
-        for _ in 0..5 {
-            match state.db().claim(name.as_str()).await? {
-                Some(c) if c.account_id != account => name = random_name(),
-                _ => break,
-            }
+    if !random {
+        // The stable name is held for the account from its first grant on, exactly like a
+        // claim: nobody else can claim it or be granted it, live or between reconnects.
+        let name = Subdomain::stable(&caller.token.id, local_addr);
+        claim_name(state, account, &name, ClaimKind::Stable).await?;
+        return Ok(name);
+    }
+    // A random name is not recorded as a claim (every run would leave one behind); it is held
+    // by its tunnel's grant, which `ensure_not_served_by_other` honours.
+    let mut name = random_name();
+    // A random collision with a claim is astronomically rare; try a few times anyway.
+    for _ in 0..5 {
+        match state.db().claim(name.as_str()).await? {
+            Some(c) if c.account_id != account => name = random_name(),
+            _ => break,
         }
-        name
-    } else {
-        Subdomain::stable(&caller.token.id, local_addr)
-    };
+    }
     match state.db().claim(name.as_str()).await? {
         Some(c) if c.account_id != account => Err(taken(name.as_str())),
-        _ => Ok(name),
+        _ => {
+            ensure_not_served_by_other(state, account, &name).await?;
+            Ok(name)
+        }
     }
 }
 
@@ -335,6 +342,15 @@ pub async fn renew_grant(
                 row.hostname
             )));
         }
+    } else if let Some(label) = row.hostname.split('.').next()
+        && let Some(claim) = state.db().claim(label).await?
+        && claim.account_id != caller.account.id
+    {
+        // A random name is held only while a grant for it is valid: one that lapsed may have
+        // been claimed since (as may a name granted before stable names were recorded).
+        return Err(ApiError::Gone(format!(
+            "{label} is claimed by another account now; open a new tunnel with another name"
+        )));
     }
     let (grant, exp) = sign_grant(&state, &row).await?;
     state

@@ -153,11 +153,13 @@ impl Db {
     }
 
     /// Closes the account's tunnels on `hostname` whose grants are still valid, as closing
-    /// them through the API does; returns each closed tunnel with its grant's expiry (s).
+    /// them through the API does, recording `reason`; returns each closed tunnel with its
+    /// grant's expiry (s).
     pub async fn close_tunnels_on(
         &self,
         account_id: &str,
         hostname: &str,
+        reason: &str,
         now_ms: i64,
     ) -> Result<Vec<(String, i64)>, sqlx::Error> {
         let now_secs = now_ms / 1000;
@@ -177,7 +179,7 @@ impl Db {
              WHERE account_id = $3 AND hostname = $4 AND closed_by_api = 0 \
              AND grant_expires_at > $5",
         )
-        .bind(DOMAIN_REMOVED_REASON)
+        .bind(reason)
         .bind(now_ms)
         .bind(account_id)
         .bind(hostname)

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "domains",
         include_str!("../../migrations/0002_domains.sql"),
     ),
+    (
+        3,
+        "stable_claims",
+        include_str!("../../migrations/0003_stable_claims.sql"),
+    ),
 ];
 
 impl Db {

@@ -288,12 +288,21 @@ impl Db {
 /// is one of the API's (a tunnel that had ended by itself keeps its own reason in history).
 fn api_reason(stored: Option<String>) -> String {
     match stored {
-        Some(reason) if reason == REVOKED_REASON || reason == DOMAIN_REMOVED_REASON => reason,
+        Some(reason)
+            if reason == REVOKED_REASON
+                || reason == DOMAIN_REMOVED_REASON
+                || reason == RELEASED_REASON =>
+        {
+            reason
+        }
         _ => CLOSED_REASON.to_string(),
     }
 }
 
 /// The close reason of a tunnel closed through the API.
 pub const CLOSED_REASON: &str = "closed through the API";
+/// The close reason of a tunnel whose subdomain its account released.
+pub const RELEASED_REASON: &str =
+    "its subdomain was released through the API (`warren subdomains release`)";
 /// The close reason of a tunnel whose token was revoked.
 pub const REVOKED_REASON: &str = "the token that opened it was revoked (log in with another token)";

@@ -15,6 +15,7 @@ mod domains;
 mod errors;
 mod grants;
 mod history;
+mod names_held;
 mod openapi;
 mod reports;
 mod subdomains;

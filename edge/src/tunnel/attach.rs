@@ -71,6 +71,18 @@ pub async fn run(agents: Arc<Agents>, mut ws: Ws, peer: SocketAddr) {
             return;
         }
     };
+    if identity.grant.is_none()
+        && let Some(held) = &agents.held_names
+        && let Err(reject) = crate::tunnel::held::refuse_held(
+            held.as_ref(),
+            planned.iter().map(|p| p.hostname.as_str()),
+            &agents.config.domain,
+        )
+        .await
+    {
+        let _ = handshake::send_reject(&mut ws, &reject).await;
+        return;
+    }
     let session_id = new_session_id();
     tracing::Span::current().record("session", session_id.as_str());
     if let Err(reject) = claim_routes(&agents, &planned, &identity, &session_id).await {

@@ -19,6 +19,7 @@ pub mod attach;
 pub mod drain;
 pub mod dynamic;
 pub mod endpoint;
+pub mod held;
 pub mod lane;
 pub mod lease;
 pub mod registry;
@@ -57,6 +58,9 @@ pub struct Agents {
     pub routes: Arc<dyn RouteTable>,
     pub auth: Arc<dyn Authenticator>,
     pub reports: Option<Arc<dyn SessionReports>>,
+    /// Control's answer to "does one of your accounts hold this name?", asked for sessions of
+    /// static tokens on an edge that also has control.
+    pub held_names: Option<Arc<dyn held::HeldNames>>,
     pub life: Lifecycle,
     /// Failed authentications per address (`--auth-failures-per-minute`).
     pub auth_throttle: AuthThrottle,
