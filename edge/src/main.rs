@@ -6,6 +6,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warren_edge::{Deps, EdgeConfig, Listeners};
 
+/// jemalloc, whose background thread hands pages freed after a peak (100,000 streams closed)
+/// back to the system within seconds; glibc's malloc kept the whole peak resident for good
+/// (docs/performance.md, "Memory after a peak").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The Warren edge: serves tunnels to visitors and accepts agents.
 #[derive(Parser)]
 #[command(name = "warren-edge", version)]
