@@ -35,12 +35,12 @@ impl Wire {
     fn push(&self, direction: &'static str, line: &str) {
         self.lines
             .lock()
-            .unwrap()
+            .unwrap_or_else(|p| p.into_inner())
             .push((direction, line.to_string()));
     }
 
     fn all(&self) -> Vec<(&'static str, String)> {
-        self.lines.lock().unwrap().clone()
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -99,7 +99,10 @@ impl Server {
                 let valid =
                     serde_json::from_str::<Value>(&line).is_ok_and(|v| v["jsonrpc"] == "2.0");
                 if !valid {
-                    tee.bad.lock().unwrap().push(line.clone());
+                    tee.bad
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(line.clone());
                 }
                 tee.push("server", &line);
                 if to_client
@@ -524,7 +527,12 @@ async fn tools_create_list_close_and_history_over_stdio() -> anyhow::Result<()> 
     let (status, _, _) = client::get(cluster.edge_addr, &second_host, "/hello").await?;
     assert_ne!(status.as_u16(), 200, "the tunnel outlived the MCP server");
 
-    let bad = server.wire.bad.lock().unwrap().clone();
+    let bad = server
+        .wire
+        .bad
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     assert!(
         bad.is_empty(),
         "stdout lines that are not JSON-RPC: {bad:?}"

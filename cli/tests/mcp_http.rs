@@ -82,7 +82,10 @@ impl ClientHandler for Progress {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.0.lock().unwrap().push(params);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(params);
     }
 }
 
@@ -348,7 +351,7 @@ async fn an_mcp_server_behind_a_tunnel_works_with_host_header_rewrite() -> anyho
         "{response:?}"
     );
     let seen = support::eventually("three progress notifications", || async {
-        let seen = progress.0.lock().unwrap().clone();
+        let seen = progress.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         ensure!(seen.len() == 3, "{} so far", seen.len());
         Ok(Some(seen))
     })

@@ -209,13 +209,12 @@ async fn tunnels_open_and_close_on_a_live_session_each_with_its_grant() {
     );
 
     // Control heard each tunnel start and end under its own grant's tunnel id.
-    let ended = control
+    control
         .wait_for_event(|e| match e {
             SessionEvent::Ended { tunnel_id, .. } if tunnel_id == "t_beta" => Some(()),
             _ => None,
         })
         .await;
-    let _ = ended;
     let started: Vec<String> = control
         .events()
         .iter()

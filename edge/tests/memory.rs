@@ -172,6 +172,7 @@ async fn agent(
         request_log_batches: false,
         request_log_compact: false,
         join: None,
+        dynamic_tunnels: false,
     };
     let welcome =
         warren_session::handshake::agent_hello(&mut ws, &hello, Duration::from_secs(20)).await?;

@@ -31,6 +31,8 @@ fn fail<T>(message: impl Into<String>) -> Result<T, ToolError> {
 }
 
 /// Where tunnels come from.
+// One per server: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Mode {
     /// The saved login (or `WARREN_TOKEN`): control grants each tunnel.
     Control(ControlClient),
