@@ -84,6 +84,9 @@ locals {
         "--public-scheme=${local.scheme}",
         "--public-port=${local.public_port}",
         "--control-url=${local.control_internal_url}",
+        # Edges reach control over the private network in plain HTTP (docs/deploy.md, "TLS
+        # between components"): the edge refuses an http:// control URL without this flag.
+        "--control-insecure-http",
         "--shutdown-grace=${var.shutdown_grace_secs}s",
         "--log-format=json",
       ],
