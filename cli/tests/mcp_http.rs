@@ -314,19 +314,24 @@ async fn an_mcp_server_behind_a_tunnel_works_with_host_header_rewrite() -> anyho
     )?;
     let plain_host = host_of(&plain.json_event("tunnel_ready").await?["public_url"])?;
     let rewrite_host = host_of(&rewritten.json_event("tunnel_ready").await?["public_url"])?;
+    // Public URLs name the edge's port already (`name.localhost:PORT`) unless it is the
+    // scheme's default.
     let edge_port = cluster.edge_addr.port();
+    let authority = |host: &str| {
+        if host.contains(':') {
+            host.to_string()
+        } else {
+            format!("{host}:{edge_port}")
+        }
+    };
 
     // Without the rewrite the SDK sees the public name and refuses.
-    let refused = status_of(
-        cluster.edge_addr,
-        initialize(&format!("{plain_host}:{edge_port}"), ""),
-    )
-    .await?;
+    let refused = status_of(cluster.edge_addr, initialize(&authority(&plain_host), "")).await?;
     assert!(refused >= 400, "the SDK accepted a public Host: {refused}");
 
     // With it: initialize, a tool call, and its progress notifications streamed back.
     let socket = SocketToTcp::start(cluster.edge_addr)?;
-    let url = format!("http://{rewrite_host}:{edge_port}/mcp");
+    let url = format!("http://{}/mcp", authority(&rewrite_host));
     let transport = StreamableHttpClientTransport::from_unix_socket_with_config(
         socket.path(),
         StreamableHttpClientTransportConfig::with_uri(url),
