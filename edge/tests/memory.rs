@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,11 +23,20 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use warren_proto::control::{Credential, Hello, TunnelProtocol, TunnelRequest};
 use warren_proto::mux::{Heartbeat, Role};
 use warren_proto::{Mux, Settings, TunnelId};
-use warren_testkit::multi::edge_binary;
+use warren_testkit::multi::StandaloneEdge;
 
 /// Streams open at the peak: ~20 KiB of edge memory each (docs/performance.md), so the peak
 /// is ~200 MiB over a baseline of ~10-50 MiB.
+/// `WARREN_MEMORY_TEST_STREAMS=100000` runs the full peak (about 2 GiB, minutes to open).
 const STREAMS: usize = 10_000;
+
+fn streams() -> usize {
+    std::env::var("WARREN_MEMORY_TEST_STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(STREAMS)
+}
+
 /// Streams per visitor HTTP/2 connection (the edge is started allowing that many).
 const PER_CONNECTION: usize = 500;
 const TOKEN: &str = "wrn_memory_test_token";
@@ -37,22 +45,30 @@ const GIVE_BACK: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_given_back_after_a_peak_of_streams() -> anyhow::Result<()> {
-    let edge = EdgeChild::start()?;
+    let per_connection = PER_CONNECTION.to_string();
+    let binary = std::env::var_os("WARREN_MEMORY_TEST_EDGE").map(Into::into);
+    let edge = StandaloneEdge::start(
+        binary,
+        TOKEN,
+        &["--http2-max-streams", &per_connection, "--workers", "2"],
+    )
+    .await?;
     let answered = Arc::new(AtomicUsize::new(0));
     let _agent = agent(edge.addr, answered.clone()).await?;
     // A few requests first, so what is allocated once (runtime, route, pools) is in the
     // baseline; then let the edge settle.
     drop(open_streams(edge.addr, 20).await?);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib(edge.pid())?;
+    let before = edge.rss_kib()?;
 
     let started = Instant::now();
-    let held = open_streams(edge.addr, STREAMS).await?;
+    let streams = streams();
+    let held = open_streams(edge.addr, streams).await?;
     let opened = started.elapsed();
-    let peak = rss_kib(edge.pid())?;
-    assert!(answered.load(Ordering::Relaxed) >= STREAMS);
+    let peak = edge.rss_kib()?;
+    assert!(answered.load(Ordering::Relaxed) >= streams);
     eprintln!(
-        "edge RSS: {before} KiB before, {peak} KiB with {STREAMS} streams (opened in {opened:?})"
+        "edge RSS: {before} KiB before, {peak} KiB with {streams} streams (opened in {opened:?})"
     );
     assert!(
         peak > 3 * before,
@@ -65,7 +81,7 @@ async fn memory_is_given_back_after_a_peak_of_streams() -> anyhow::Result<()> {
     let mut now = peak;
     while closed.elapsed() < GIVE_BACK {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        now = rss_kib(edge.pid())?;
+        now = edge.rss_kib()?;
         if now <= 2 * before {
             break;
         }
@@ -79,55 +95,6 @@ async fn memory_is_given_back_after_a_peak_of_streams() -> anyhow::Result<()> {
         "the edge kept {now} KiB for {GIVE_BACK:?} after the peak ({before} KiB before, {peak} KiB at the peak)"
     );
     Ok(())
-}
-
-/// The edge binary, killed when dropped.
-struct EdgeChild {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl EdgeChild {
-    fn start() -> anyhow::Result<EdgeChild> {
-        // A port chosen by the OS, released for the child to bind.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let binary = match std::env::var_os("WARREN_MEMORY_TEST_EDGE") {
-            Some(path) => path.into(),
-            None => edge_binary()?,
-        };
-        let child = Command::new(binary)
-            .args(["--listen", &addr.to_string()])
-            .args(["--http2-max-streams", &PER_CONNECTION.to_string()])
-            .args(["--workers", "2"])
-            .env("WARREN_EDGE_TOKENS", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("start warren-edge")?;
-        Ok(EdgeChild { child, addr })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for EdgeChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The edge's resident memory now, in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = (status.lines())
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS line")?;
-    let kib = line.split_whitespace().nth(1).context("empty VmRSS line")?;
-    Ok(kib.parse()?)
 }
 
 /// An agent holding the tunnel `mem`: every stream gets a response head and one chunk, then
@@ -154,7 +121,7 @@ async fn agent(
     .context("WebSocket handshake with the edge")?;
     let mut ws = warren_session::WebSocket::from_client_handshake(ws);
     let settings = Settings {
-        max_streams: (STREAMS + 1000) as u32,
+        max_streams: u32::try_from(streams() + 1000)?,
         ..Settings::default()
     };
     let hello = Hello {

@@ -269,3 +269,68 @@ impl Drop for EdgeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A stand-alone `warren-edge` binary (embedded routes, static tokens, no Redis or control)
+/// as a child process, with one listener for visitors and agents: `/proc/PID/status` then
+/// counts the edge's memory alone. Killed when dropped.
+pub struct StandaloneEdge {
+    /// Visitors and agents.
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl StandaloneEdge {
+    /// Starts `binary` (the edge next to the test executable if `None`) accepting `token`,
+    /// with `extra` arguments, and waits until it accepts connections.
+    pub async fn start(
+        binary: Option<std::path::PathBuf>,
+        token: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<StandaloneEdge> {
+        let binary = match binary {
+            Some(path) => path,
+            None => edge_binary()?,
+        };
+        // A port chosen by the OS, released for the child to bind.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = std::process::Command::new(binary)
+            .args(["--listen", &addr.to_string()])
+            .args(extra)
+            .env("WARREN_EDGE_TOKENS", token)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?;
+        let edge = StandaloneEdge { addr, child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "warren-edge did not listen on {addr} within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(edge)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The edge's resident memory now, in KiB (Linux).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no VmRSS line for warren-edge"))
+    }
+}
+
+impl Drop for StandaloneEdge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

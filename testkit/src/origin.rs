@@ -57,6 +57,19 @@ pub struct Origin {
 impl Origin {
     /// Binds `127.0.0.1:0` and serves on the current tokio runtime.
     pub async fn start() -> anyhow::Result<Origin> {
+        Origin::start_with(None).await
+    }
+
+    /// Like [`Origin::start`], with at most `unsent` bytes not yet sent queued in the kernel per
+    /// connection (`TCP_NOTSENT_LOWAT`). On loopback a socket's send buffer starts at megabytes
+    /// (one segment is 64 KiB); thousands of stalled downloads from an origin on the *same*
+    /// machine as the edge then fill the machine's TCP memory, which in a deployment is the
+    /// developer's machine, not the edge's. Tests of the edge's bounds use this.
+    pub async fn start_bounded(unsent: u32) -> anyhow::Result<Origin> {
+        Origin::start_with(Some(unsent)).await
+    }
+
+    async fn start_with(unsent: Option<u32>) -> anyhow::Result<Origin> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("bind origin listener")?;
@@ -64,7 +77,9 @@ impl Origin {
         let accepted = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let span = tracing::debug_span!("origin", %addr);
-        tokio::spawn(accept_loop(listener, Arc::clone(&accepted), stop.clone()).instrument(span));
+        tokio::spawn(
+            accept_loop(listener, Arc::clone(&accepted), stop.clone(), unsent).instrument(span),
+        );
         Ok(Origin {
             addr,
             accepted,
@@ -83,7 +98,12 @@ impl Origin {
     }
 }
 
-async fn accept_loop(listener: TcpListener, accepted: Arc<AtomicUsize>, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    accepted: Arc<AtomicUsize>,
+    stop: CancellationToken,
+    unsent: Option<u32>,
+) {
     loop {
         let accept = tokio::select! {
             () = stop.cancelled() => return,
@@ -98,6 +118,11 @@ async fn accept_loop(listener: TcpListener, accepted: Arc<AtomicUsize>, stop: Ca
                 continue;
             }
         };
+        if let Some(unsent) = unsent
+            && let Err(error) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(unsent)
+        {
+            tracing::warn!(%error, "origin: set TCP_NOTSENT_LOWAT");
+        }
         let id = accepted.fetch_add(1, Ordering::SeqCst) + 1;
         let span = tracing::debug_span!("origin_connection", id, %peer);
         tokio::spawn(serve_connection(stream, stop.clone()).instrument(span));

@@ -1,6 +1,6 @@
 //! What each received frame does to the multiplexer.
 
-use super::{Event, Mux};
+use super::{COMPACT_AFTER, Event, Mux};
 use crate::control;
 use crate::error::{ProtoError, ResetCode};
 use crate::frame::Frame;
@@ -88,8 +88,13 @@ impl Mux {
         if len > 0 {
             let was_empty = stream.recv_buf.is_empty();
             stream.recv_buf.push_back(payload);
+            stream.shares_buffers = true;
             if was_empty {
+                stream.unread_since = Some(self.last_recv);
                 self.events.push_back(Event::Readable(id));
+            }
+            if self.compact_at.is_none() {
+                self.compact_at = Some(self.last_recv + COMPACT_AFTER);
             }
         }
         // Session credit comes back on arrival, not on consumption: what a stream holds is

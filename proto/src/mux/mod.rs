@@ -26,6 +26,14 @@
 //! many small frames. Writes stop being accepted while the queue is above the high-water mark:
 //! the socket's own backpressure reaches every stream.
 //!
+//! # Memory
+//! Received DATA payloads are slices of the message they arrived in (no copy), and one message
+//! carries frames of many streams. A stream whose reader stopped would keep whole messages
+//! alive for the few bytes of its own in them, so a stalled stream could hold several times
+//! its window. Bytes left unread for [`COMPACT_AFTER`] are therefore copied into one buffer of
+//! the stream's own (`Mux::compact_unread`, run from `handle_timeout`): a stream that is read
+//! promptly is never copied; one that stalls holds its window and no more.
+//!
 //! # Layout
 //! - this file: the session state: ids, windows, the outgoing queue, events, heartbeats.
 //! - `stream.rs`: one stream's state and the application-facing read/write operations.
@@ -70,6 +78,9 @@ pub const GROWN_WINDOW: u32 = 4 * 1024 * 1024;
 /// Credit returned twice within this long (or two round trips, if longer) means the window is
 /// what limits the stream: it grows.
 pub const GROW_INTERVAL: Duration = Duration::from_millis(2);
+/// Bytes a stream's reader has left unread for this long are copied out of the received
+/// messages they arrived in (see "Memory" above).
+pub const COMPACT_AFTER: Duration = Duration::from_millis(250);
 
 /// Which end of the session this is. The edge opens odd stream ids, the agent even ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +233,9 @@ pub struct Mux {
     ping_nonce: u64,
     ping_sent_at: Option<(u64, Instant)>,
     rtt: Option<Duration>,
+    /// When to look for streams whose unread bytes keep shared messages alive (set while
+    /// some may).
+    compact_at: Option<Instant>,
 }
 
 impl Mux {
@@ -259,6 +273,7 @@ impl Mux {
             ping_nonce: 0,
             ping_sent_at: None,
             rtt: None,
+            compact_at: None,
         }
     }
 
@@ -380,14 +395,18 @@ impl Mux {
     pub fn next_timeout(&self) -> Instant {
         let ping = self.last_ping + self.heartbeat.interval;
         let dead = self.last_recv + self.heartbeat.timeout;
-        ping.min(dead)
+        let next = ping.min(dead);
+        self.compact_at.map_or(next, |at| at.min(next))
     }
 
-    /// Sends heartbeats and detects a silent peer.
+    /// Sends heartbeats, detects a silent peer, and compacts what slow readers left unread.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), crate::ProtoError> {
         if now.saturating_duration_since(self.last_recv) >= self.heartbeat.timeout {
             let ms = self.heartbeat.timeout.as_millis() as u64;
             return Err(crate::ProtoError::HeartbeatTimeout(ms));
+        }
+        if self.compact_at.is_some_and(|at| at <= now) {
+            self.compact_unread(now);
         }
         if now.saturating_duration_since(self.last_ping) >= self.heartbeat.interval {
             self.last_ping = now;
@@ -398,6 +417,23 @@ impl Mux {
             });
         }
         Ok(())
+    }
+
+    /// Copies the unread bytes of every stream whose reader left them for [`COMPACT_AFTER`]
+    /// into a buffer of the stream's own; looks again later while younger ones remain.
+    fn compact_unread(&mut self, now: Instant) {
+        let mut younger = false;
+        for stream in self.streams.values_mut() {
+            let Some(since) = stream.unread_since.filter(|_| stream.shares_buffers) else {
+                continue;
+            };
+            if now.saturating_duration_since(since) >= COMPACT_AFTER {
+                stream.compact_unread();
+            } else {
+                younger = true;
+            }
+        }
+        self.compact_at = younger.then(|| now + COMPACT_AFTER);
     }
 
     fn queue(&mut self, frame: &Frame) {

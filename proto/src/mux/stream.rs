@@ -4,7 +4,7 @@ use super::{Event, GROW_INTERVAL, GROWN_WINDOW, MAX_CREDIT, Mux, OUT_HIGH_WATER,
 use crate::error::ResetCode;
 use crate::frame::{Frame, MAX_DATA_CHUNK};
 use crate::ids::{StreamId, TunnelId};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -39,6 +39,11 @@ pub(super) struct StreamState {
     pub(super) fin_sent: bool,
     /// Received bytes not yet read by the application.
     pub(super) recv_buf: VecDeque<Bytes>,
+    /// Since when `recv_buf` has held bytes (it was last empty just before).
+    pub(super) unread_since: Option<Instant>,
+    /// `recv_buf` may hold slices of a received message shared with other streams (see
+    /// `Mux::compact_unread`).
+    pub(super) shares_buffers: bool,
     /// Bytes the peer may still send on this stream.
     pub(super) recv_allowed: u64,
     /// Bytes read but not yet returned to the peer with WINDOW.
@@ -63,6 +68,8 @@ impl StreamState {
             send_credit: u64::from(peer.stream_window),
             fin_sent: false,
             recv_buf: VecDeque::new(),
+            unread_since: None,
+            shares_buffers: false,
             recv_allowed: u64::from(local.stream_window),
             recv_unacked: 0,
             window: local.stream_window,
@@ -72,6 +79,28 @@ impl StreamState {
             blocked: false,
             opened_by_peer: false,
         }
+    }
+
+    /// Forgets when unread bytes arrived once the application has read them all.
+    fn note_if_drained(&mut self) {
+        if self.recv_buf.is_empty() {
+            self.unread_since = None;
+            self.shares_buffers = false;
+        }
+    }
+
+    /// Copies the unread bytes into one buffer of this stream's own, so they no longer keep
+    /// the (larger, shared) received messages they arrived in alive.
+    pub(super) fn compact_unread(&mut self) {
+        let total = self.recv_buf.iter().map(Bytes::len).sum();
+        let mut own = BytesMut::with_capacity(total);
+        for piece in self.recv_buf.drain(..) {
+            own.extend_from_slice(&piece);
+        }
+        if !own.is_empty() {
+            self.recv_buf.push_back(own.freeze());
+        }
+        self.shares_buffers = false;
     }
 
     #[cfg(test)]
@@ -107,6 +136,7 @@ impl Mux {
             }
             copied += n;
         }
+        stream.note_if_drained();
         self.consumed(id, copied);
         Ok(Read::Data(copied))
     }
@@ -125,6 +155,7 @@ impl Mux {
         } else {
             front.split_to(max)
         };
+        stream.note_if_drained();
         self.consumed(id, chunk.len());
         Ok(Some(chunk))
     }
@@ -194,6 +225,7 @@ impl Mux {
         }
         stream.reset = Some(code);
         stream.recv_buf.clear();
+        stream.note_if_drained();
         let done = stream.fin_sent && stream.fin_received;
         if !self.closed && !done {
             self.queue(&Frame::Rst { stream: id, code });

@@ -470,3 +470,57 @@ fn streams_nobody_reads_do_not_stall_the_session() {
         assert!(held <= 64 * 1024, "stream {id} holds {held} bytes");
     }
 }
+
+#[test]
+fn bytes_left_unread_stop_keeping_the_shared_message_alive() {
+    let (mut edge, mut agent, now) = pair();
+    let (slow, fast) = (
+        edge.open(TunnelId(0)).expect("open"),
+        edge.open(TunnelId(0)).expect("open"),
+    );
+    pump(&mut edge, &mut agent, now);
+    // One message carries DATA of both streams; the edge reads only `fast`.
+    assert_eq!(agent.write(slow, &[1u8; 1000]).expect("write"), 1000);
+    assert_eq!(agent.write(fast, &[2u8; 30_000]).expect("write"), 30_000);
+    let message = agent.poll_transmit().expect("one batch");
+    assert!(agent.poll_transmit().is_none());
+    let range = message.as_ptr() as usize..message.as_ptr() as usize + message.len();
+    for frame in Frame::decode_message(message).expect("valid batch") {
+        edge.handle_frame(frame, now).expect("valid frame");
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    assert_eq!(edge.read(fast, &mut buf).expect("read"), Read::Data(30_000));
+    // Still a slice of the message: nothing is copied for a reader that is merely late.
+    let at = edge.next_timeout();
+    assert!(at <= now + COMPACT_AFTER, "a look at unread bytes is scheduled");
+    edge.handle_timeout(now + COMPACT_AFTER / 2).expect("alive");
+    // Past COMPACT_AFTER the slow stream's bytes are its own: the message can go.
+    edge.handle_timeout(now + COMPACT_AFTER).expect("alive");
+    let chunk = edge.read_chunk(slow, usize::MAX).expect("read").expect("bytes");
+    assert_eq!(chunk.len(), 1000);
+    assert!(chunk.iter().all(|b| *b == 1));
+    assert!(
+        !range.contains(&(chunk.as_ptr() as usize)),
+        "the unread bytes still point into the received message"
+    );
+    // Nothing is left to look at: no more wake-ups for it.
+    assert!(edge.next_timeout() > now + COMPACT_AFTER);
+}
+
+#[test]
+fn a_stream_read_at_once_is_never_copied() {
+    let (mut edge, mut agent, now) = pair();
+    let id = edge.open(TunnelId(0)).expect("open");
+    pump(&mut edge, &mut agent, now);
+    assert_eq!(agent.write(id, &[5u8; 4000]).expect("write"), 4000);
+    let message = agent.poll_transmit().expect("one batch");
+    let range = message.as_ptr() as usize..message.as_ptr() as usize + message.len();
+    for frame in Frame::decode_message(message).expect("valid batch") {
+        edge.handle_frame(frame, now).expect("valid frame");
+    }
+    edge.handle_timeout(now + COMPACT_AFTER / 2).expect("alive");
+    let chunk = edge.read_chunk(id, usize::MAX).expect("read").expect("bytes");
+    assert!(range.contains(&(chunk.as_ptr() as usize)), "zero-copy kept");
+    edge.handle_timeout(now + COMPACT_AFTER).expect("alive");
+    assert!(edge.next_timeout() > now + COMPACT_AFTER);
+}
