@@ -348,10 +348,65 @@ impl fmt::Debug for EdgeConfig {
     }
 }
 
+/// A setting [`EdgeConfig::validate`] refuses; the message names the flag and what it needs.
+#[derive(Debug, thiserror::Error)]
+pub enum BadConfig {
+    #[error("--domain {domain:?} must be a host name such as tunnels.example.net")]
+    Domain { domain: String },
+    #[error("--public-scheme must be http or https, not {scheme:?}")]
+    PublicScheme { scheme: String },
+    #[error("--max-header-bytes must be at least 8192")]
+    MaxHeaderBytes,
+    #[error(
+        "--max-streams, --max-sessions, --max-connections, --max-connections-per-ip, \
+         --max-agent-connections, --max-relay-connections, --max-admin-connections and \
+         --http2-max-streams must be at least 1"
+    )]
+    ZeroLimit,
+    #[error("{flag} must be at least 100ms")]
+    TimeoutTooShort { flag: &'static str },
+    #[error("--stream-window must be between {min} and {max} bytes")]
+    StreamWindow { min: u32, max: u32 },
+    #[error("--http1-engine must be core or hyper, not {engine:?}")]
+    Http1Engine { engine: String },
+    #[error(transparent)]
+    TrustedProxy(#[from] crate::forwarding::client::BadRange),
+    #[error("--relay-key must be at least 16 printable characters")]
+    RelayKey,
+    #[error("--redis-url and --relay-key go together: a cluster of edges needs both")]
+    ClusterHalfConfigured,
+    #[error("--heartbeat must be at least 100ms")]
+    HeartbeatTooShort,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::settings::BadTlsSettings),
+    #[error(transparent)]
+    Control(#[from] BadControlSettings),
+}
+
+/// `--control-url` and `--control-secret` that do not make a link to control.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadControlSettings {
+    #[error(
+        "--control-url needs --control-secret (WARREN_EDGE_CONTROL_SECRET): the secret \
+         control expects from edges"
+    )]
+    NoSecret,
+    #[error("--control-secret is set but --control-url is not: pass the control plane's URL")]
+    NoUrl,
+    #[error("--control-url {url:?} is not a URL: use e.g. http://control.internal:8081")]
+    NotAUrl { url: String },
+    #[error("--control-url {url:?} must be an https:// URL with a host")]
+    NotHttps { url: String },
+    #[error("{}", crate::control_http::insecure_refused(.url))]
+    PlainHttp { url: String },
+    #[error("--control-secret must be at least 16 characters long")]
+    ShortSecret,
+}
+
 impl EdgeConfig {
     /// Reads every `*-file` secret into its value (`--control-secret-file` into
     /// `control_secret`, ...). The binary calls it once, before [`EdgeConfig::validate`].
-    pub fn read_secret_files(&mut self) -> Result<(), String> {
+    pub fn read_secret_files(&mut self) -> Result<(), crate::secrets::BadSecretFile> {
         use crate::secrets::merge;
         merge(
             &mut self.control_secret,
@@ -373,25 +428,24 @@ impl EdgeConfig {
     }
 
     /// Checks the settings; the error says which one is wrong and why.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadConfig> {
         let domain = &self.domain;
         if domain.is_empty()
             || domain.starts_with('.')
             || domain.ends_with('.')
             || domain.contains(':')
         {
-            return Err(format!(
-                "--domain {domain:?} must be a host name such as tunnels.example.net"
-            ));
+            return Err(BadConfig::Domain {
+                domain: domain.clone(),
+            });
         }
         if !matches!(self.public_scheme.as_str(), "http" | "https") {
-            return Err(format!(
-                "--public-scheme must be http or https, not {:?}",
-                self.public_scheme
-            ));
+            return Err(BadConfig::PublicScheme {
+                scheme: self.public_scheme.clone(),
+            });
         }
         if self.max_header_bytes < 8192 {
-            return Err("--max-header-bytes must be at least 8192".into());
+            return Err(BadConfig::MaxHeaderBytes);
         }
         if self.max_streams_per_session == 0
             || self.max_sessions == 0
@@ -402,12 +456,7 @@ impl EdgeConfig {
             || self.max_admin_connections == 0
             || self.http2_max_streams == 0
         {
-            return Err(
-                "--max-streams, --max-sessions, --max-connections, --max-connections-per-ip, \
-                 --max-agent-connections, --max-relay-connections, --max-admin-connections and \
-                 --http2-max-streams must be at least 1"
-                    .into(),
-            );
+            return Err(BadConfig::ZeroLimit);
         }
         for (flag, value) in [
             ("--visitor-write-timeout", self.visitor_write_timeout),
@@ -416,70 +465,56 @@ impl EdgeConfig {
             ("--upstream-timeout", self.upstream_timeout),
         ] {
             if value < Duration::from_millis(100) {
-                return Err(format!("{flag} must be at least 100ms"));
+                return Err(BadConfig::TimeoutTooShort { flag });
             }
         }
         let max_window = warren_proto::mux::GROWN_WINDOW;
         if !(warren_proto::Settings::MIN_WINDOW..=max_window).contains(&self.stream_window) {
-            return Err(format!(
-                "--stream-window must be between {} and {max_window} bytes",
-                warren_proto::Settings::MIN_WINDOW
-            ));
+            return Err(BadConfig::StreamWindow {
+                min: warren_proto::Settings::MIN_WINDOW,
+                max: max_window,
+            });
         }
         if !matches!(self.http1_engine.as_str(), "core" | "hyper") {
-            return Err(format!(
-                "--http1-engine must be core or hyper, not {:?}",
-                self.http1_engine
-            ));
+            return Err(BadConfig::Http1Engine {
+                engine: self.http1_engine.clone(),
+            });
         }
-        crate::forwarding::client::TrustedProxies::parse(&self.trusted_proxies)
-            .map_err(|e| e.to_string())?;
+        crate::forwarding::client::TrustedProxies::parse(&self.trusted_proxies)?;
         if let Some(key) = &self.relay_key
             && (key.len() < 16 || !key.bytes().all(|b| b.is_ascii_graphic()))
         {
-            return Err("--relay-key must be at least 16 printable characters".into());
+            return Err(BadConfig::RelayKey);
         }
         if self.redis_url.is_some() != self.relay_key.is_some() {
-            return Err(
-                "--redis-url and --relay-key go together: a cluster of edges needs both".into(),
-            );
+            return Err(BadConfig::ClusterHalfConfigured);
         }
         if self.heartbeat_interval < Duration::from_millis(100) {
-            return Err("--heartbeat must be at least 100ms".into());
+            return Err(BadConfig::HeartbeatTooShort);
         }
         self.tls.validate(self.redis_url.is_some())?;
-        self.validate_control()
+        self.validate_control()?;
+        Ok(())
     }
 
     /// `--control-url` and `--control-secret` come together, and make sense.
-    fn validate_control(&self) -> Result<(), String> {
+    fn validate_control(&self) -> Result<(), BadControlSettings> {
         match (&self.control_url, &self.control_secret) {
             (None, None) => Ok(()),
-            (Some(_), None) => Err(
-                "--control-url needs --control-secret (WARREN_EDGE_CONTROL_SECRET): the secret \
-                 control expects from edges"
-                    .into(),
-            ),
-            (None, Some(_)) => Err(
-                "--control-secret is set but --control-url is not: pass the control plane's URL"
-                    .into(),
-            ),
+            (Some(_), None) => Err(BadControlSettings::NoSecret),
+            (None, Some(_)) => Err(BadControlSettings::NoUrl),
             (Some(url), Some(secret)) => {
-                let uri: http::Uri = url.parse().map_err(|_| {
-                    format!(
-                        "--control-url {url:?} is not a URL: use e.g. http://control.internal:8081"
-                    )
-                })?;
+                let Ok(uri) = url.parse::<http::Uri>() else {
+                    return Err(BadControlSettings::NotAUrl { url: url.clone() });
+                };
                 if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                    return Err(format!(
-                        "--control-url {url:?} must be an https:// URL with a host"
-                    ));
+                    return Err(BadControlSettings::NotHttps { url: url.clone() });
                 }
                 if uri.scheme_str() == Some("http") && !self.control_insecure_http {
-                    return Err(crate::control_http::insecure_refused(url));
+                    return Err(BadControlSettings::PlainHttp { url: url.clone() });
                 }
                 if secret.chars().count() < 16 {
-                    return Err("--control-secret must be at least 16 characters long".into());
+                    return Err(BadControlSettings::ShortSecret);
                 }
                 Ok(())
             }
@@ -608,7 +643,10 @@ mod tests {
             control_secret: Some("0123456789abcdef".into()),
             ..EdgeConfig::default()
         };
-        let err = config.validate().expect_err("plain http refused");
+        let err = config
+            .validate()
+            .expect_err("plain http refused")
+            .to_string();
         assert!(err.contains("--control-insecure-http"), "{err}");
         let https = EdgeConfig {
             control_url: Some("https://control.internal:8081".into()),

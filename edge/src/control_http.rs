@@ -45,6 +45,102 @@ pub enum ControlHttpError {
     Json { url: String, reason: String },
 }
 
+/// A control URL or trust setting the edge cannot build a client from.
+#[derive(Debug, thiserror::Error)]
+pub enum BadControlLink {
+    #[error("control URL {url:?} is not a URL")]
+    NotAUrl {
+        url: String,
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    #[error("{}", insecure_refused(.url))]
+    PlainHttp { url: String },
+    #[error("control URL {url:?} must start with https://")]
+    NotHttps { url: String },
+    #[error("control URL {url:?} has no host")]
+    NoHost { url: String },
+    #[error("cannot load the system's trusted roots for control")]
+    SystemRoots(#[source] rustls::Error),
+    #[error(transparent)]
+    CaFile(#[from] BadCaFile),
+}
+
+/// A file that cannot be read whole. `file` is how the error shows it: its path, or the flag
+/// that named it and its path (`--control-ca-file /etc/ca.pem`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFileError {
+    /// The file cannot be opened or read; the reason is the source.
+    #[error("{file}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file} is larger than {cap} bytes")]
+    TooLarge { file: String, cap: u64 },
+}
+
+impl ReadFileError {
+    /// The same error, the file shown after `flag` (`--x-file /path`).
+    pub fn for_flag(self, flag: &str) -> ReadFileError {
+        match self {
+            ReadFileError::Io { file, source } => ReadFileError::Io {
+                file: format!("{flag} {file}"),
+                source,
+            },
+            ReadFileError::TooLarge { file, cap } => ReadFileError::TooLarge {
+                file: format!("{flag} {file}"),
+                cap,
+            },
+        }
+    }
+}
+
+/// A CA file that is not a set of PEM certificates. `file` is how the error shows it, as in
+/// [`ReadFileError`].
+#[derive(Debug, thiserror::Error)]
+pub enum BadCaFile {
+    #[error(transparent)]
+    Read(#[from] ReadFileError),
+    /// A PEM section cannot be decoded; the reason is the source.
+    #[error("{file}")]
+    Pem {
+        file: String,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// rustls refuses a certificate as a root; the reason is the source.
+    #[error("{file}")]
+    Root {
+        file: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("{file} holds no PEM certificate")]
+    NoCertificate { file: String },
+}
+
+impl BadCaFile {
+    /// The same error, the file shown after `flag` (`--control-ca-file /path`).
+    pub fn for_flag(self, flag: &str) -> BadCaFile {
+        match self {
+            BadCaFile::Read(e) => BadCaFile::Read(e.for_flag(flag)),
+            BadCaFile::Pem { file, source } => BadCaFile::Pem {
+                file: format!("{flag} {file}"),
+                source,
+            },
+            BadCaFile::Root { file, source } => BadCaFile::Root {
+                file: format!("{flag} {file}"),
+                source,
+            },
+            BadCaFile::NoCertificate { file } => BadCaFile::NoCertificate {
+                file: format!("{flag} {file}"),
+            },
+        }
+    }
+}
+
 /// Largest `--control-ca-file` read.
 const MAX_CA_FILE: u64 = 1024 * 1024;
 
@@ -85,19 +181,20 @@ impl fmt::Debug for ControlHttp {
 impl ControlHttp {
     /// A client for `base` (e.g. `https://control.internal:8081`, no trailing slash needed),
     /// checking control's certificate as `trust` says.
-    pub fn new(base: &str, trust: &ControlTrust) -> Result<ControlHttp, String> {
+    pub fn new(base: &str, trust: &ControlTrust) -> Result<ControlHttp, BadControlLink> {
         let base = base.trim_end_matches('/').to_string();
-        let uri: Uri = base
-            .parse()
-            .map_err(|e| format!("control URL {base:?} is not a URL: {e}"))?;
+        let uri: Uri = match base.parse() {
+            Ok(uri) => uri,
+            Err(source) => return Err(BadControlLink::NotAUrl { url: base, source }),
+        };
         match uri.scheme_str() {
             Some("https") => {}
             Some("http") if trust.insecure_http => {}
-            Some("http") => return Err(insecure_refused(&base)),
-            _ => return Err(format!("control URL {base:?} must start with https://")),
+            Some("http") => return Err(BadControlLink::PlainHttp { url: base }),
+            _ => return Err(BadControlLink::NotHttps { url: base }),
         }
         if uri.host().is_none() {
-            return Err(format!("control URL {base:?} has no host"));
+            return Err(BadControlLink::NoHost { url: base });
         }
         let tls = client_config(trust.ca_file.as_deref())?;
         let mut http = HttpConnector::new();
@@ -212,52 +309,61 @@ pub fn insecure_refused(url: &str) -> String {
 }
 
 /// A client config trusting only the roots in `ca_file`, or the system's without one.
-fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, BadControlLink> {
     crate::tls::install_crypto_provider();
     let Some(path) = ca_file else {
         use rustls_platform_verifier::ConfigVerifierExt;
-        return ClientConfig::with_platform_verifier()
-            .map_err(|e| format!("cannot load the system's trusted roots for control: {e}"));
+        return ClientConfig::with_platform_verifier().map_err(BadControlLink::SystemRoots);
     };
-    let roots = roots_from_file(path).map_err(|e| format!("--control-ca-file {e}"))?;
+    let roots = roots_from_file(path).map_err(|e| e.for_flag("--control-ca-file"))?;
     Ok(ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
 
 /// Every PEM certificate in `path` (at most 1 MiB) as a root store; an error names the file.
-pub fn roots_from_file(path: &Path) -> Result<RootCertStore, String> {
+pub fn roots_from_file(path: &Path) -> Result<RootCertStore, BadCaFile> {
     let pem = read_capped(path, MAX_CA_FILE)?;
+    let file = || path.display().to_string();
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let cert = cert.map_err(|source| BadCaFile::Pem {
+            file: file(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| BadCaFile::Root {
+            file: file(),
+            source,
+        })?;
     }
     if roots.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
+        return Err(BadCaFile::NoCertificate { file: file() });
     }
     Ok(roots)
 }
 
 /// The bytes of `path`, refused when larger than `cap`.
-pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let io = |source| ReadFileError::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > cap {
-        return Err(format!("{} is larger than {cap} bytes", path.display()));
+        return Err(ReadFileError::TooLarge {
+            file: path.display().to_string(),
+            cap,
+        });
     }
     Ok(bytes)
 }
 
 /// hyper-util's error says "client error (Connect)"; the cause (connection refused, ...) is in
 /// its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -275,7 +381,9 @@ mod tests {
     #[test]
     fn plain_http_needs_the_insecure_flag() {
         let strict = ControlTrust::default();
-        let err = ControlHttp::new("http://127.0.0.1:9000/", &strict).expect_err("refused");
+        let err = ControlHttp::new("http://127.0.0.1:9000/", &strict)
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("--control-insecure-http"), "{err}");
         assert!(ControlHttp::new("http://127.0.0.1:9000/", &ControlTrust::insecure_http()).is_ok());
         assert!(ControlHttp::new("https://control.example.net", &strict).is_ok());
@@ -292,7 +400,9 @@ mod tests {
             ca_file: Some(path),
             insecure_http: false,
         };
-        let err = ControlHttp::new("https://control.internal", &trust).expect_err("refused");
+        let err = ControlHttp::new("https://control.internal", &trust)
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
     }
 

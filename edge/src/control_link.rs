@@ -531,15 +531,17 @@ fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait::async_trait]
 impl crate::tunnel::held::HeldNames for ControlLink {
-    async fn held(&self, names: &[String]) -> Result<Vec<String>, String> {
+    async fn held(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<String>, crate::control_http::ControlHttpError> {
         let query = warren_proto::held::NamesQuery {
             names: names.to_vec(),
         };
         let answer: warren_proto::held::NamesHeld = self
             .http
             .post_json("/internal/v1/names", &self.secret, &query)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(answer.held)
     }
 }

@@ -97,7 +97,7 @@ pub struct Listeners {
 /// `Deps::from_config`, what the binary uses, refuses to start on them instead.
 fn static_tokens_or_none(config: &EdgeConfig) -> StaticTokens {
     StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref()).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "static tokens refused; this edge accepts none");
+        tracing::error!(error = %control_http::error_chain(&e), "static tokens refused; this edge accepts none");
         StaticTokens::default()
     })
 }
@@ -130,11 +130,11 @@ impl Deps {
     /// with control's keys, sessions reported to control, plus the configured static tokens if
     /// any. Control being down is not fatal: the keys are fetched again when a grant needs them.
     pub async fn with_control(config: &EdgeConfig) -> anyhow::Result<Deps> {
-        config.validate().map_err(anyhow::Error::msg)?;
+        config.validate()?;
         let (Some(url), Some(secret)) = (&config.control_url, &config.control_secret) else {
             anyhow::bail!("Deps::with_control needs control_url and control_secret");
         };
-        let http = ControlHttp::new(url, &config.control_trust()).map_err(anyhow::Error::msg)?;
+        let http = ControlHttp::new(url, &config.control_trust())?;
         let closed = Arc::new(ClosedTunnels::default());
         let grants =
             GrantVerifier::new(http.clone(), &config.region, &config.domain, closed.clone());
@@ -145,8 +145,7 @@ impl Deps {
             }
         }
         grants.spawn_refresher();
-        let tokens = StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref())
-            .map_err(anyhow::Error::msg)?;
+        let tokens = StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref())?;
         let tokens = (!tokens.is_empty()).then_some(tokens);
         Ok(Deps {
             routes: Arc::new(MemoryRouteTable::new()),
@@ -168,8 +167,7 @@ impl Deps {
         } else {
             Deps::embedded(config)
         };
-        let tokens = StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref())
-            .map_err(anyhow::Error::msg)?;
+        let tokens = StaticTokens::from_sources(&config.tokens, config.tokens_file.as_deref())?;
         if tokens.is_empty() && !config.has_control() {
             anyhow::bail!(
                 "no way for agents to authenticate: pass --token (or WARREN_EDGE_TOKENS) for \
@@ -194,7 +192,7 @@ impl Deps {
             routes::DEFAULT_LEASE,
         ));
         self.cert_store = Some(Arc::new(RedisCertStore::new(connection.clone())));
-        self.relay = Some(Relay::new(Directory::new(connection), key).map_err(anyhow::Error::msg)?);
+        self.relay = Some(Relay::new(Directory::new(connection), key)?);
         Ok(self)
     }
 }
@@ -207,7 +205,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
+    config.validate()?;
     let config = Arc::new(config);
     let edge_id = config
         .edge_id

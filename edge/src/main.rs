@@ -69,8 +69,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(mut args: Args) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    args.edge.read_secret_files().map_err(anyhow::Error::msg)?;
-    args.edge.validate().map_err(anyhow::Error::msg)?;
+    args.edge.read_secret_files()?;
+    args.edge.validate()?;
     // Static tokens, control (grants), or both; neither is refused with what to pass.
     let deps = Deps::from_config(&args.edge).await?;
     let visitor = TcpListener::bind(args.listen)

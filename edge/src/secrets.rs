@@ -7,24 +7,52 @@
 
 use std::path::Path;
 
+use crate::control_http::ReadFileError;
+
 /// Largest secret file read.
 pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
+/// A secret that cannot be taken from its file, or is given twice. Each message names the
+/// flag, never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum BadSecretFile {
+    /// Missing, unreadable or too large; shown as `--x-file /path`.
+    #[error(transparent)]
+    Read(#[from] ReadFileError),
+    #[error("{flag} {}: the file is not UTF-8 text", .path.display())]
+    NotUtf8 {
+        flag: String,
+        path: std::path::PathBuf,
+    },
+    #[error("{flag} {}: the file is empty", .path.display())]
+    Empty {
+        flag: String,
+        path: std::path::PathBuf,
+    },
+    #[error("pass {flag} or {flag}-file, not both")]
+    Both { flag: String },
+}
+
 /// The secret in `path` (for `flag`, named in errors): its first non-empty line, trimmed.
-pub fn read_secret(path: &Path, flag: &str) -> Result<String, String> {
+pub fn read_secret(path: &Path, flag: &str) -> Result<String, BadSecretFile> {
     let lines = read_lines(path, flag)?;
     lines
         .into_iter()
         .next()
-        .ok_or_else(|| format!("{flag} {}: the file is empty", path.display()))
+        .ok_or_else(|| BadSecretFile::Empty {
+            flag: flag.to_string(),
+            path: path.to_path_buf(),
+        })
 }
 
 /// Every non-empty line of `path` that is not a `#` comment, trimmed.
-pub fn read_lines(path: &Path, flag: &str) -> Result<Vec<String>, String> {
-    let bytes = crate::control_http::read_capped(path, MAX_SECRET_FILE)
-        .map_err(|e| format!("{flag} {e}"))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("{flag} {}: the file is not UTF-8 text", path.display()))?;
+pub fn read_lines(path: &Path, flag: &str) -> Result<Vec<String>, BadSecretFile> {
+    let bytes =
+        crate::control_http::read_capped(path, MAX_SECRET_FILE).map_err(|e| e.for_flag(flag))?;
+    let text = String::from_utf8(bytes).map_err(|_| BadSecretFile::NotUtf8 {
+        flag: flag.to_string(),
+        path: path.to_path_buf(),
+    })?;
     warn_if_world_readable(path, flag);
     Ok(text
         .lines()
@@ -35,12 +63,18 @@ pub fn read_lines(path: &Path, flag: &str) -> Result<Vec<String>, String> {
 }
 
 /// Sets `value` from `file` when given; both at once is a mistake worth refusing.
-pub fn merge(value: &mut Option<String>, file: Option<&Path>, flag: &str) -> Result<(), String> {
+pub fn merge(
+    value: &mut Option<String>,
+    file: Option<&Path>,
+    flag: &str,
+) -> Result<(), BadSecretFile> {
     let Some(path) = file else {
         return Ok(());
     };
     if value.is_some() {
-        return Err(format!("pass {flag} or {flag}-file, not both"));
+        return Err(BadSecretFile::Both {
+            flag: flag.to_string(),
+        });
     }
     *value = Some(read_secret(path, &format!("{flag}-file"))?);
     Ok(())
@@ -79,12 +113,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n# only a comment\n").expect("write");
-        let err = read_secret(&empty, "--relay-key-file").expect_err("empty");
+        let err = read_secret(&empty, "--relay-key-file")
+            .expect_err("empty")
+            .to_string();
         assert!(
             err.contains("--relay-key-file") && err.contains("empty"),
             "{err}"
         );
-        let err = read_secret(&dir.path().join("missing"), "--x-file").expect_err("missing");
+        let err = read_secret(&dir.path().join("missing"), "--x-file")
+            .expect_err("missing")
+            .to_string();
         assert!(err.contains("--x-file"), "{err}");
         let huge = dir.path().join("huge");
         std::fs::write(&huge, vec![b'a'; MAX_SECRET_FILE as usize + 1]).expect("write");
@@ -99,7 +137,9 @@ mod tests {
         let mut value = None;
         merge(&mut value, Some(&path), "--control-secret").expect("merged");
         assert_eq!(value.as_deref(), Some("from-file"));
-        let err = merge(&mut value, Some(&path), "--control-secret").expect_err("both");
+        let err = merge(&mut value, Some(&path), "--control-secret")
+            .expect_err("both")
+            .to_string();
         assert!(err.contains("not both"), "{err}");
     }
 }

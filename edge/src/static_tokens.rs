@@ -27,6 +27,34 @@ pub const MAX_NAME_LEN: usize = 32;
 /// The prefix of every static account's id (control's ids never contain `:`).
 pub const ACCOUNT_PREFIX: &str = "static:";
 
+/// A static token spec, or the tokens file, that is refused. `origin` says where the spec came
+/// from ("--token #2", "tokens.txt line 7"); no message shows a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum BadStaticTokens {
+    #[error(
+        "{origin}: the account name before `:` must be 1 to {MAX_NAME_LEN} lowercase letters, \
+         digits or hyphens (NAME:SECRET)"
+    )]
+    Name { origin: String },
+    #[error("{origin}: a token's secret must be 1 to {MAX_SECRET_LEN} characters")]
+    SecretLength { origin: String },
+    #[error("{origin}: a token's secret must not contain spaces or control characters")]
+    SecretCharacters { origin: String },
+    #[error("{origin}: this secret is given twice; each secret belongs to one account")]
+    Duplicate { origin: String },
+    #[error("at most {MAX_STATIC_TOKENS} static tokens")]
+    TooMany,
+    /// `--tokens-file` cannot be opened or read; the reason is the source.
+    #[error("--tokens-file {}", .path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--tokens-file {} is over {MAX_TOKENS_FILE_BYTES} bytes", .path.display())]
+    FileTooLarge { path: std::path::PathBuf },
+}
+
 /// The accepted tokens and the account each gives.
 #[derive(Default)]
 pub struct StaticTokens {
@@ -44,7 +72,7 @@ impl StaticTokens {
     /// in an error ("--token #2", "tokens.txt line 7").
     pub fn parse<'a>(
         specs: impl IntoIterator<Item = (String, &'a str)>,
-    ) -> Result<StaticTokens, String> {
+    ) -> Result<StaticTokens, BadStaticTokens> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut seen = HashSet::new();
         for (origin, spec) in specs {
@@ -53,20 +81,14 @@ impl StaticTokens {
                 None => (None, spec),
             };
             if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
-                return Err(format!(
-                    "{origin}: a token's secret must be 1 to {MAX_SECRET_LEN} characters"
-                ));
+                return Err(BadStaticTokens::SecretLength { origin });
             }
             if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!(
-                    "{origin}: a token's secret must not contain spaces or control characters"
-                ));
+                return Err(BadStaticTokens::SecretCharacters { origin });
             }
             let digest = digest(secret);
             if !seen.insert(digest) {
-                return Err(format!(
-                    "{origin}: this secret is given twice; each secret belongs to one account"
-                ));
+                return Err(BadStaticTokens::Duplicate { origin });
             }
             let name = name.unwrap_or_else(|| {
                 let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
@@ -79,14 +101,17 @@ impl StaticTokens {
                 digest,
             });
             if entries.len() > MAX_STATIC_TOKENS {
-                return Err(format!("at most {MAX_STATIC_TOKENS} static tokens"));
+                return Err(BadStaticTokens::TooMany);
             }
         }
         Ok(StaticTokens { entries })
     }
 
     /// The tokens of `--token` and, if given, `--tokens-file`.
-    pub fn from_sources(flags: &[String], file: Option<&Path>) -> Result<StaticTokens, String> {
+    pub fn from_sources(
+        flags: &[String],
+        file: Option<&Path>,
+    ) -> Result<StaticTokens, BadStaticTokens> {
         let text = match file {
             Some(path) => read_bounded(path)?,
             None => String::new(),
@@ -109,7 +134,7 @@ impl StaticTokens {
     }
 }
 
-fn parse_name(name: &str, origin: &str) -> Result<String, String> {
+fn parse_name(name: &str, origin: &str) -> Result<String, BadStaticTokens> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -118,26 +143,27 @@ fn parse_name(name: &str, origin: &str) -> Result<String, String> {
     if valid {
         Ok(name.to_string())
     } else {
-        Err(format!(
-            "{origin}: the account name before `:` must be 1 to {MAX_NAME_LEN} lowercase letters, \
-             digits or hyphens (NAME:SECRET)"
-        ))
+        Err(BadStaticTokens::Name {
+            origin: origin.to_string(),
+        })
     }
 }
 
-fn read_bounded(path: &Path) -> Result<String, String> {
+fn read_bounded(path: &Path) -> Result<String, BadStaticTokens> {
     use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("--tokens-file {}: {e}", path.display()))?;
+    let unreadable = |source| BadStaticTokens::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut text = String::new();
     file.take(MAX_TOKENS_FILE_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|e| format!("--tokens-file {}: {e}", path.display()))?;
+        .map_err(unreadable)?;
     if text.len() as u64 > MAX_TOKENS_FILE_BYTES {
-        return Err(format!(
-            "--tokens-file {} is over {MAX_TOKENS_FILE_BYTES} bytes",
-            path.display()
-        ));
+        return Err(BadStaticTokens::FileTooLarge {
+            path: path.to_path_buf(),
+        });
     }
     Ok(text)
 }
@@ -180,6 +206,7 @@ mod tests {
 
     fn specs(list: &[&'static str]) -> Result<StaticTokens, String> {
         StaticTokens::parse(list.iter().map(|s| ("--token".to_string(), *s)))
+            .map_err(|e| e.to_string())
     }
 
     async fn account(tokens: &StaticTokens, secret: &str) -> Option<String> {
@@ -236,6 +263,7 @@ mod tests {
         std::fs::write(&path, "# team\nalice:one\n\nbob:two\nBAD:x\n").unwrap_or_default();
         let error = StaticTokens::from_sources(&[], Some(&path))
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(error.contains("line 5"), "{error}");
         std::fs::write(&path, "# team\nalice:one\n\nbob:two\n").unwrap_or_default();
@@ -245,6 +273,7 @@ mod tests {
         std::fs::write(&path, big).unwrap_or_default();
         let error = StaticTokens::from_sources(&[], Some(&path))
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(error.contains("over"), "{error}");
     }

@@ -136,8 +136,8 @@ pub struct TunnelRequest {
 pub const MAX_HOST_HEADER_LEN: usize = 255;
 
 impl TunnelRequest {
-    /// Checks `host_header`: the message says what is wrong.
-    pub fn validate_host_header(&self) -> Result<(), String> {
+    /// Checks `host_header`: the error's message says what is wrong.
+    pub fn validate_host_header(&self) -> Result<(), BadHostHeader> {
         match &self.host_header {
             None => Ok(()),
             Some(host)
@@ -147,12 +147,17 @@ impl TunnelRequest {
             {
                 Ok(())
             }
-            Some(_) => Err(format!(
-                "the host header must be 1 to {MAX_HOST_HEADER_LEN} visible ASCII characters,                  such as localhost:3000"
-            )),
+            Some(_) => Err(BadHostHeader),
         }
     }
 }
+
+/// A [`TunnelRequest::host_header`] that is empty, too long or not visible ASCII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the host header must be 1 to {MAX_HOST_HEADER_LEN} visible ASCII characters,                  such as localhost:3000"
+)]
+pub struct BadHostHeader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -39,30 +39,38 @@ pub const RESERVED: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subdomain(String);
 
+/// A requested subdomain that may not name a tunnel; the message is a sentence for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSubdomain {
+    #[error("subdomain {raw:?} must be 3 to 63 characters long")]
+    Length { raw: String },
+    #[error("subdomain {raw:?} may contain only letters, digits and hyphens")]
+    Characters { raw: String },
+    #[error("subdomain {raw:?} must not start or end with a hyphen")]
+    Hyphen { raw: String },
+    #[error("subdomain {raw:?} is reserved; choose another name")]
+    Reserved { raw: String },
+}
+
 impl Subdomain {
-    /// Parses a requested name. The error is a sentence for the user.
-    pub fn parse(raw: &str) -> Result<Subdomain, String> {
+    /// Parses a requested name. The error's message is a sentence for the user.
+    pub fn parse(raw: &str) -> Result<Subdomain, BadSubdomain> {
         let name = raw.to_ascii_lowercase();
+        let raw = raw.to_string();
         if !(3..=63).contains(&name.len()) {
-            return Err(format!("subdomain {raw:?} must be 3 to 63 characters long"));
+            return Err(BadSubdomain::Length { raw });
         }
         if !name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err(format!(
-                "subdomain {raw:?} may contain only letters, digits and hyphens"
-            ));
+            return Err(BadSubdomain::Characters { raw });
         }
         if name.starts_with('-') || name.ends_with('-') {
-            return Err(format!(
-                "subdomain {raw:?} must not start or end with a hyphen"
-            ));
+            return Err(BadSubdomain::Hyphen { raw });
         }
         if RESERVED.contains(&name.as_str()) {
-            return Err(format!(
-                "subdomain {raw:?} is reserved; choose another name"
-            ));
+            return Err(BadSubdomain::Reserved { raw });
         }
         Ok(Subdomain(name))
     }
@@ -105,51 +113,67 @@ pub const MAX_HOSTNAME_LEN: usize = 253;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CustomDomain(String);
 
+/// A hostname that may not be a custom domain; the message is a sentence for the user.
+/// `shown` is the name as given, cut to 80 characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDomain {
+    #[error("the domain is empty; give a hostname such as app.example.com")]
+    Empty,
+    #[error("domain {shown:?}... is longer than {MAX_HOSTNAME_LEN} characters")]
+    TooLong { shown: String },
+    #[error("domain {shown:?} has non-ASCII characters; give its punycode (xn--) form")]
+    NonAscii { shown: String },
+    #[error("{shown:?} is an IP address; give a hostname such as app.example.com")]
+    IpAddress { shown: String },
+    #[error("domain {shown:?} is not fully qualified; give a hostname such as app.example.com")]
+    NotQualified { shown: String },
+    #[error("domain {shown:?} has an empty label (two dots in a row?)")]
+    EmptyLabel { shown: String },
+    #[error("domain {shown:?} has a label longer than 63 characters")]
+    LabelTooLong { shown: String },
+    #[error("domain {shown:?} may contain only letters, digits, hyphens and dots (no wildcard)")]
+    Characters { shown: String },
+    #[error("domain {shown:?} has a label that starts or ends with a hyphen")]
+    HyphenLabel { shown: String },
+    #[error("domain {shown:?} ends in a number, which no top-level domain is; give a hostname")]
+    NumericTld { shown: String },
+    #[error("domain {shown:?} is under localhost, which never resolves to an edge")]
+    Localhost { shown: String },
+}
+
 impl CustomDomain {
-    /// Parses a hostname (case-insensitive; one trailing dot is dropped). The error is a
-    /// sentence for the user.
-    pub fn parse(raw: &str) -> Result<CustomDomain, String> {
+    /// Parses a hostname (case-insensitive; one trailing dot is dropped). The error's message
+    /// is a sentence for the user.
+    pub fn parse(raw: &str) -> Result<CustomDomain, BadDomain> {
         let shown: String = raw.chars().take(80).collect();
         let name = raw.trim().strip_suffix('.').unwrap_or(raw.trim());
         let name = name.to_ascii_lowercase();
         if name.is_empty() {
-            return Err("the domain is empty; give a hostname such as app.example.com".into());
+            return Err(BadDomain::Empty);
         }
         if name.len() > MAX_HOSTNAME_LEN {
-            return Err(format!(
-                "domain {shown:?}... is longer than {MAX_HOSTNAME_LEN} characters"
-            ));
+            return Err(BadDomain::TooLong { shown });
         }
         if !name.is_ascii() {
-            return Err(format!(
-                "domain {shown:?} has non-ASCII characters; give its punycode (xn--) form"
-            ));
+            return Err(BadDomain::NonAscii { shown });
         }
         let unbracketed = name.trim_start_matches('[').trim_end_matches(']');
         if unbracketed.parse::<std::net::IpAddr>().is_ok() {
-            return Err(format!(
-                "{shown:?} is an IP address; give a hostname such as app.example.com"
-            ));
+            return Err(BadDomain::IpAddress { shown });
         }
         let labels: Vec<&str> = name.split('.').collect();
         if labels.len() < 2 {
-            return Err(format!(
-                "domain {shown:?} is not fully qualified; give a hostname such as app.example.com"
-            ));
+            return Err(BadDomain::NotQualified { shown });
         }
         for label in &labels {
             check_label(label, &shown)?;
         }
         let tld = labels[labels.len() - 1];
         if tld.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "domain {shown:?} ends in a number, which no top-level domain is; give a hostname"
-            ));
+            return Err(BadDomain::NumericTld { shown });
         }
         if tld == "localhost" {
-            return Err(format!(
-                "domain {shown:?} is under localhost, which never resolves to an edge"
-            ));
+            return Err(BadDomain::Localhost { shown });
         }
         Ok(CustomDomain(name))
     }
@@ -175,29 +199,22 @@ impl std::fmt::Display for CustomDomain {
     }
 }
 
-fn check_label(label: &str, shown: &str) -> Result<(), String> {
+fn check_label(label: &str, shown: &str) -> Result<(), BadDomain> {
+    let shown = || shown.to_string();
     if label.is_empty() {
-        return Err(format!(
-            "domain {shown:?} has an empty label (two dots in a row?)"
-        ));
+        return Err(BadDomain::EmptyLabel { shown: shown() });
     }
     if label.len() > 63 {
-        return Err(format!(
-            "domain {shown:?} has a label longer than 63 characters"
-        ));
+        return Err(BadDomain::LabelTooLong { shown: shown() });
     }
     if !label
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        return Err(format!(
-            "domain {shown:?} may contain only letters, digits, hyphens and dots (no wildcard)"
-        ));
+        return Err(BadDomain::Characters { shown: shown() });
     }
     if label.starts_with('-') || label.ends_with('-') {
-        return Err(format!(
-            "domain {shown:?} has a label that starts or ends with a hyphen"
-        ));
+        return Err(BadDomain::HyphenLabel { shown: shown() });
     }
     Ok(())
 }
@@ -244,7 +261,7 @@ mod tests {
             (long_label.as_str(), "63"),
             (long_name.as_str(), "253"),
         ] {
-            let err = CustomDomain::parse(raw).expect_err(raw);
+            let err = CustomDomain::parse(raw).expect_err(raw).to_string();
             assert!(err.contains(why), "{raw}: {err}");
         }
     }
@@ -278,7 +295,7 @@ mod tests {
             "www",
             &"x".repeat(64),
         ] {
-            let err = Subdomain::parse(bad).expect_err(bad);
+            let err = Subdomain::parse(bad).expect_err(bad).to_string();
             assert!(err.contains("subdomain"), "{err}");
         }
     }

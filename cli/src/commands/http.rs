@@ -54,10 +54,10 @@ pub async fn run(mut args: HttpArgs, printer: Printer) -> anyhow::Result<()> {
     // when no token is configured yet.
     let local = parse_local(&args.port, &args.local_host).map_err(anyhow::Error::msg)?;
     if let Some(name) = &args.subdomain {
-        Subdomain::parse(name).map_err(anyhow::Error::msg)?;
+        Subdomain::parse(name)?;
     }
     if let Some(domain) = &args.domain {
-        CustomDomain::parse(domain).map_err(anyhow::Error::msg)?;
+        CustomDomain::parse(domain)?;
     }
     host_header(args.host_header.as_deref(), &local).map_err(anyhow::Error::msg)?;
     match args.edge.clone() {

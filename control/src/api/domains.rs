@@ -145,7 +145,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> ApiResult<DomainRo
 
 /// Parses a requested hostname and refuses names under this Warren's own region domains.
 pub fn parse_hostname(state: &AppState, raw: &str) -> ApiResult<CustomDomain> {
-    let domain = CustomDomain::parse(raw).map_err(ApiError::Unprocessable)?;
+    let domain = CustomDomain::parse(raw).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     if let Some(region) = state
         .config()
         .regions

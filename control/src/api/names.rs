@@ -33,7 +33,7 @@ pub async fn held_names(
     let mut held = Vec::new();
     for raw in &query.names {
         // Reserved names are held by the system itself.
-        let name = Subdomain::parse(raw).map_err(ApiError::Unprocessable)?;
+        let name = Subdomain::parse(raw).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
         let db = state.db();
         let hostnames: Vec<String> = state
             .config()

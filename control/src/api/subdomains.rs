@@ -159,7 +159,7 @@ pub async fn create_subdomain(
     ApiJson(body): ApiJson<NewSubdomain>,
 ) -> ApiResult<(StatusCode, Json<SubdomainInfo>)> {
     caller.require(Scope::Manage, "claiming subdomains")?;
-    let name = Subdomain::parse(&body.name).map_err(ApiError::Unprocessable)?;
+    let name = Subdomain::parse(&body.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let claim = claim_name(&state, &caller.account.id, &name, ClaimKind::Explicit).await?;
     Ok((StatusCode::CREATED, Json(SubdomainInfo::from(&claim))))
 }

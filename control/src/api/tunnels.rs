@@ -213,7 +213,7 @@ async fn pick_name(
 ) -> ApiResult<Subdomain> {
     let account = caller.account.id.as_str();
     if let Some(raw) = requested {
-        let name = Subdomain::parse(raw).map_err(ApiError::Unprocessable)?;
+        let name = Subdomain::parse(raw).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
         claim_name(state, account, &name, ClaimKind::Explicit).await?;
         return Ok(name);
     }

@@ -96,10 +96,14 @@ pub struct Relay {
     absent: Mutex<HashMap<String, Instant>>,
 }
 
+/// A relay key that cannot travel in a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the relay key must be printable ASCII")]
+pub struct BadRelayKey;
+
 impl Relay {
-    pub fn new(directory: Directory, key: &str) -> Result<Relay, String> {
-        let mut key = HeaderValue::from_str(key)
-            .map_err(|_| "the relay key must be printable ASCII".to_string())?;
+    pub fn new(directory: Directory, key: &str) -> Result<Relay, BadRelayKey> {
+        let mut key = HeaderValue::from_str(key).map_err(|_| BadRelayKey)?;
         key.set_sensitive(true);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);

@@ -31,8 +31,18 @@ pub trait DnsProvider: Send + Sync + 'static {
     async fn clear_txt(&self, fqdn: &str, value: &str) -> Result<(), DnsError>;
 }
 
+/// An `--acme-dns-provider` value that names no provider this edge knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--acme-dns-provider {raw:?} is not understood: use exec=/path/to/hook (runs \
+     `hook present|cleanup FQDN VALUE`) or challtestsrv=http://HOST:PORT (tests)"
+)]
+pub struct BadDnsProvider {
+    pub raw: String,
+}
+
 /// Parses `--acme-dns-provider`: `exec=PATH` or `challtestsrv=URL`.
-pub fn parse_provider(raw: &str) -> Result<Arc<dyn DnsProvider>, String> {
+pub fn parse_provider(raw: &str) -> Result<Arc<dyn DnsProvider>, BadDnsProvider> {
     match raw.split_once('=') {
         Some(("exec", path)) if !path.is_empty() => Ok(Arc::new(ExecHook {
             path: PathBuf::from(path),
@@ -40,10 +50,9 @@ pub fn parse_provider(raw: &str) -> Result<Arc<dyn DnsProvider>, String> {
         Some(("challtestsrv", url)) if url.starts_with("http://") => {
             Ok(Arc::new(ChallTestSrv::new(url)))
         }
-        _ => Err(format!(
-            "--acme-dns-provider {raw:?} is not understood: use exec=/path/to/hook (runs \
-             `hook present|cleanup FQDN VALUE`) or challtestsrv=http://HOST:PORT (tests)"
-        )),
+        _ => Err(BadDnsProvider {
+            raw: raw.to_string(),
+        }),
     }
 }
 
@@ -153,7 +162,10 @@ mod tests {
     fn providers_parse_or_say_what_to_pass() {
         assert!(parse_provider("exec=/usr/local/bin/dns-hook").is_ok());
         assert!(parse_provider("challtestsrv=http://127.0.0.1:8055").is_ok());
-        let err = parse_provider("route53").err().expect("refused");
+        let err = parse_provider("route53")
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("exec="));
         assert!(parse_provider("exec=").is_err());
     }

@@ -49,6 +49,39 @@ pub struct CertManager {
     pub orders_placed: std::sync::atomic::AtomicU64,
 }
 
+/// Why a certificate could not be read from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum CertLoadError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Seal(#[from] super::seal::SealError),
+    #[error("stored certificate is unreadable: {0}")]
+    Unreadable(serde_json::Error),
+    #[error("stored certificate for {name}: {error}")]
+    Invalid {
+        name: String,
+        error: super::resolver::CertError,
+    },
+}
+
+/// Why ordering a certificate failed; it is retried at the next check.
+#[derive(Debug, thiserror::Error)]
+pub enum CertOrderError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Load(#[from] CertLoadError),
+    #[error(transparent)]
+    Acme(#[from] super::acme::AcmeError),
+    #[error("the CA's certificate: {0}")]
+    Issued(super::resolver::CertError),
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    #[error(transparent)]
+    Seal(#[from] super::seal::SealError),
+}
+
 /// What the manager needs to know at start.
 pub struct ManagerSettings {
     pub acme: Option<AcmeClient>,
@@ -133,17 +166,21 @@ impl CertManager {
     }
 
     /// Reads `name` from the store and swaps it in if it is not what the resolver serves.
-    async fn load(&self, name: &str) -> Result<Option<Arc<LoadedCert>>, String> {
+    async fn load(&self, name: &str) -> Result<Option<Arc<LoadedCert>>, CertLoadError> {
         let key = self.cert_key(name);
-        let Some(sealed) = self.store.get(&key).await.map_err(|e| e.to_string())? else {
+        let Some(sealed) = self.store.get(&key).await? else {
             return Ok(self.resolver.lookup(name));
         };
-        let plain = self.sealer.open(&key, &sealed).map_err(|e| e.to_string())?;
-        let stored: StoredCert = serde_json::from_slice(&plain)
-            .map_err(|e| format!("stored certificate is unreadable: {e}"))?;
+        let plain = self.sealer.open(&key, &sealed)?;
+        let stored: StoredCert =
+            serde_json::from_slice(&plain).map_err(CertLoadError::Unreadable)?;
         let serving = self.resolver.lookup(name);
-        let loaded = LoadedCert::from_pem(&stored.chain_pem, &stored.key_pem)
-            .map_err(|e| format!("stored certificate for {name}: {e}"))?;
+        let loaded = LoadedCert::from_pem(&stored.chain_pem, &stored.key_pem).map_err(|error| {
+            CertLoadError::Invalid {
+                name: name.to_string(),
+                error,
+            }
+        })?;
         if serving.as_ref().is_some_and(|s| s.serial == loaded.serial) {
             return Ok(serving);
         }
@@ -177,17 +214,12 @@ impl CertManager {
     }
 
     /// Orders `name` if this edge wins its lock and the store still lacks a fresh certificate.
-    async fn order_locked(&self, name: &str, kind: ChallengeKind) -> Result<(), String> {
+    async fn order_locked(&self, name: &str, kind: ChallengeKind) -> Result<(), CertOrderError> {
         let Some(acme) = &self.acme else {
             return Ok(());
         };
         let lock = store::lock_key(name);
-        if !self
-            .store
-            .lock(&lock, &self.owner, ORDER_LOCK)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        if !self.store.lock(&lock, &self.owner, ORDER_LOCK).await? {
             tracing::debug!("another edge is ordering this certificate");
             return Ok(());
         }
@@ -200,19 +232,13 @@ impl CertManager {
             }
             self.orders_placed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let stored = acme
-                .order(&order_names(name), kind)
-                .await
-                .map_err(|e| e.to_string())?;
+            let stored = acme.order(&order_names(name), kind).await?;
             let loaded = LoadedCert::from_pem(&stored.chain_pem, &stored.key_pem)
-                .map_err(|e| format!("the CA's certificate: {e}"))?;
+                .map_err(CertOrderError::Issued)?;
             let key = self.cert_key(name);
-            let plain = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
-            let sealed = self.sealer.seal(&key, &plain).map_err(|e| e.to_string())?;
-            self.store
-                .put(&key, &sealed, None)
-                .await
-                .map_err(|e| e.to_string())?;
+            let plain = serde_json::to_vec(&stored).map_err(CertOrderError::Encode)?;
+            let sealed = self.sealer.seal(&key, &plain)?;
+            self.store.put(&key, &sealed, None).await?;
             tracing::info!(serial = %loaded.serial, not_after = ?loaded.not_after, "certificate issued and stored");
             self.resolver.install(loaded);
             Ok(())

@@ -111,16 +111,13 @@ pub fn setup(
         tls.own_domains = domains.to_vec();
         return Ok(tls);
     };
-    let sealer = Arc::new(seal::Sealer::new(
-        settings.store_key().map_err(anyhow::Error::msg)?,
-    ));
+    let sealer = Arc::new(seal::Sealer::new(settings.store_key()?));
     let store = store.unwrap_or_else(|| Arc::new(store::MemoryCertStore::new()));
     let dns = settings
         .acme_dns_provider
         .as_deref()
         .map(dns::parse_provider)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+        .transpose()?;
     if dns.is_none() {
         tracing::warn!(
             "no --acme-dns-provider: no wildcard for the edge's domains (DNS-01 is the only way to get one); only custom domains get certificates"

@@ -118,33 +118,26 @@ impl TlsSettings {
     }
 
     /// Checks the settings; the error says which one is wrong and what to do.
-    pub fn validate(&self, clustered: bool) -> Result<(), String> {
+    pub fn validate(&self, clustered: bool) -> Result<(), BadTlsSettings> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("--tls-cert and --tls-key go together".into());
+            return Err(BadTlsSettings::CertWithoutKey);
         }
         if self.tls_local_ca_cert.is_some() != self.tls_local_ca_key.is_some() {
-            return Err("--tls-local-ca-cert and --tls-local-ca-key go together".into());
+            return Err(BadTlsSettings::LocalCaWithoutKey);
         }
         if let Some(url) = &self.acme_directory
             && !url.starts_with("https://")
         {
-            return Err(format!(
-                "--acme-directory {url:?} must be an https:// URL (ACME requires HTTPS)"
-            ));
+            return Err(BadTlsSettings::AcmeNotHttps { url: url.clone() });
         }
         if let Some(provider) = &self.acme_dns_provider {
             crate::tls::dns::parse_provider(provider)?;
         }
         if self.acme() && clustered && !self.has_store_key() {
-            return Err(
-                "--acme-directory with --redis-url keeps account keys and certificates in \
-                 Redis: pass --cert-store-key (or --cert-store-key-file) with 64 hex characters, \
-                 the same on every edge (e.g. `openssl rand -hex 32`)"
-                    .into(),
-            );
+            return Err(BadTlsSettings::ClusterNeedsStoreKey);
         }
         if self.cert_check_interval < Duration::from_millis(100) {
-            return Err("--cert-check must be at least 100ms".into());
+            return Err(BadTlsSettings::CheckTooOften);
         }
         Ok(())
     }
@@ -154,30 +147,66 @@ impl TlsSettings {
     }
 
     /// The store key's 32 bytes, from the flag or the file.
-    pub fn store_key(&self) -> Result<Option<[u8; 32]>, String> {
+    pub fn store_key(&self) -> Result<Option<[u8; 32]>, BadStoreKey> {
         let raw = match (&self.cert_store_key, &self.cert_store_key_file) {
             (Some(key), _) => key.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
-                format!("cannot read --cert-store-key-file {}: {e}", path.display())
-            })?,
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).map_err(|source| BadStoreKey::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?
+            }
             (None, None) => return Ok(None),
         };
         parse_key(raw.trim()).map(Some)
     }
 }
 
-fn parse_key(hex: &str) -> Result<[u8; 32], String> {
-    let bad = || {
+/// TLS settings [`TlsSettings::validate`] refuses; the message names the flag and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTlsSettings {
+    #[error("--tls-cert and --tls-key go together")]
+    CertWithoutKey,
+    #[error("--tls-local-ca-cert and --tls-local-ca-key go together")]
+    LocalCaWithoutKey,
+    #[error("--acme-directory {url:?} must be an https:// URL (ACME requires HTTPS)")]
+    AcmeNotHttps { url: String },
+    #[error(transparent)]
+    DnsProvider(#[from] crate::tls::dns::BadDnsProvider),
+    #[error(
+        "--acme-directory with --redis-url keeps account keys and certificates in \
+         Redis: pass --cert-store-key (or --cert-store-key-file) with 64 hex characters, \
+         the same on every edge (e.g. `openssl rand -hex 32`)"
+    )]
+    ClusterNeedsStoreKey,
+    #[error("--cert-check must be at least 100ms")]
+    CheckTooOften,
+}
+
+/// A certificate store key that cannot be read or is not 32 bytes in hex.
+#[derive(Debug, thiserror::Error)]
+pub enum BadStoreKey {
+    /// The reason is the source.
+    #[error("cannot read --cert-store-key-file {}", .path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
         "the certificate store key must be 64 hex characters (32 bytes), e.g. from \
          `openssl rand -hex 32`"
-            .to_string()
-    };
+    )]
+    NotHex,
+}
+
+fn parse_key(hex: &str) -> Result<[u8; 32], BadStoreKey> {
     if hex.len() != 64 || !hex.is_ascii() {
-        return Err(bad());
+        return Err(BadStoreKey::NotHex);
     }
     let mut key = [0u8; 32];
     for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| BadStoreKey::NotHex)?;
     }
     Ok(key)
 }

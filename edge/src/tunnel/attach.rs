@@ -284,14 +284,13 @@ pub(crate) fn plan_token(
 ) -> Result<Planned, Reject> {
     check_protocol(request)?;
     let subdomain = match &request.subdomain {
-        Some(name) => {
-            Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?
-        }
+        Some(name) => Subdomain::parse(name)
+            .map_err(|e| Reject::new(RejectCode::SubdomainInvalid, e.to_string()))?,
         None => Subdomain::stable(&identity.account_id, &request.local_addr),
     };
     request
         .validate_host_header()
-        .map_err(|m| Reject::new(RejectCode::BadRequest, m))?;
+        .map_err(|e| Reject::new(RejectCode::BadRequest, e.to_string()))?;
     Ok(Planned {
         id: request.id,
         hostname: format!("{subdomain}.{}", agents.config.domain),
@@ -317,8 +316,8 @@ pub(crate) fn plan_granted(
 ) -> Result<Planned, Reject> {
     check_protocol(request)?;
     if let Some(name) = &request.subdomain {
-        let subdomain =
-            Subdomain::parse(name).map_err(|m| Reject::new(RejectCode::SubdomainInvalid, m))?;
+        let subdomain = Subdomain::parse(name)
+            .map_err(|e| Reject::new(RejectCode::SubdomainInvalid, e.to_string()))?;
         let asked = format!("{subdomain}.{}", agents.config.domain.to_ascii_lowercase());
         if asked != grant.hostname {
             return Err(Reject::new(
@@ -333,7 +332,7 @@ pub(crate) fn plan_granted(
     }
     request
         .validate_host_header()
-        .map_err(|m| Reject::new(RejectCode::BadRequest, m))?;
+        .map_err(|e| Reject::new(RejectCode::BadRequest, e.to_string()))?;
     Ok(Planned {
         id: request.id,
         hostname: grant.hostname.clone(),

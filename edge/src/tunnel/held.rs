@@ -6,10 +6,12 @@
 use async_trait::async_trait;
 use warren_proto::control::{Reject, RejectCode};
 
+use crate::control_http::ControlHttpError;
+
 /// Asks control which of `names` (single DNS labels) its accounts hold.
 #[async_trait]
 pub trait HeldNames: Send + Sync + 'static {
-    async fn held(&self, names: &[String]) -> Result<Vec<String>, String>;
+    async fn held(&self, names: &[String]) -> Result<Vec<String>, ControlHttpError>;
 }
 
 /// Refuses the session if control holds any of `hostnames` (each `{label}.{domain}`).
@@ -56,9 +58,14 @@ mod tests {
 
     #[async_trait]
     impl HeldNames for Holds {
-        async fn held(&self, names: &[String]) -> Result<Vec<String>, String> {
+        async fn held(&self, names: &[String]) -> Result<Vec<String>, ControlHttpError> {
             assert!(names.iter().all(|n| !n.contains('.')), "{names:?}");
-            self.0.clone()
+            self.0
+                .clone()
+                .map_err(|reason| ControlHttpError::Unreachable {
+                    url: "http://control.test/internal/v1/names".into(),
+                    reason,
+                })
         }
     }
 
