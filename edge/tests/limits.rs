@@ -390,9 +390,15 @@ async fn visitors_that_never_read_do_not_stall_the_tunnel() -> anyhow::Result<()
         conn.write_all(request.as_bytes()).await?;
         stalled.push(conn);
     }
-    // Every stalled stream fills its window first (hundreds of MiB through one session); wait
-    // until the edge's memory stops growing, so the figures below are what stalled streams
-    // hold, not what is still on its way.
+    // Every stalled stream fills its window first (hundreds of MiB through one session); then
+    // the edge copies what they hold out of the shared session buffers (after 250 ms), and
+    // its allocator returns what was freed (jemalloc's decay, ~10 s). What stays is what the
+    // stalled streams hold: the figure is taken once it is within the bound, or after 40 s.
+    // Each stalled stream may hold two windows (64 KiB each: one unread on the stream, one
+    // taken by the write that waits on the visitor), plus its connection's buffers and what
+    // the allocator keeps of the freed messages: measured ~180 KiB with jemalloc's decay off,
+    // ~205 KiB with its defaults (docs/protocol.md); 256 KiB is the bound.
+    let cap_kib = STALLED as u64 * 256;
     let settling = Instant::now();
     let mut last = edge.rss_kib()?;
     loop {
@@ -407,9 +413,14 @@ async fn visitors_that_never_read_do_not_stall_the_tunnel() -> anyhow::Result<()
         "the stalled streams' windows filled within {:?}",
         settling.elapsed()
     );
+    let mut grown = edge.rss_kib()?.saturating_sub(rss_before);
+    while grown > cap_kib && settling.elapsed() < Duration::from_secs(40) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        grown = edge.rss_kib()?.saturating_sub(rss_before);
+    }
+    eprintln!("the edge's memory settled within {:?}", settling.elapsed());
     let loaded = latencies(edge.addr, &host, 200).await?;
     let (before, during) = (p99(&unloaded), p99(&loaded));
-    let grown = edge.rss_kib()?.saturating_sub(rss_before);
     let tcp_grown = tcp_memory_kib()?.saturating_sub(tcp_before);
     eprintln!(
         "p99 of /hello: {before:?} unloaded, {during:?} beside {STALLED} visitors that never read \
@@ -421,20 +432,17 @@ async fn visitors_that_never_read_do_not_stall_the_tunnel() -> anyhow::Result<()
         tcp_grown >> 10,
         tcp_grown / STALLED as u64,
     );
-    // Twice the unloaded p99, with a floor for timer noise on a busy machine.
-    let bound = (before * 2).max(Duration::from_millis(25));
-    anyhow::ensure!(
-        during <= bound,
-        "p99 {during:?} beside stalled visitors, more than {bound:?} (unloaded {before:?})"
-    );
-    // Each stalled stream holds its window (64 KiB) in the edge, and a little for the
-    // visitor's connection.
-    let cap_kib = STALLED as u64 * 128;
     anyhow::ensure!(
         grown <= cap_kib,
         "the edge's memory grew by {} MiB for {STALLED} stalled visitors (cap {} MiB)",
         grown >> 10,
         cap_kib >> 10
+    );
+    // Twice the unloaded p99, with a floor for timer noise on a busy machine.
+    let bound = (before * 2).max(Duration::from_millis(25));
+    anyhow::ensure!(
+        during <= bound,
+        "p99 {during:?} beside stalled visitors, more than {bound:?} (unloaded {before:?})"
     );
     drop(stalled);
     Ok(())

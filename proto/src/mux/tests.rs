@@ -492,11 +492,17 @@ fn bytes_left_unread_stop_keeping_the_shared_message_alive() {
     assert_eq!(edge.read(fast, &mut buf).expect("read"), Read::Data(30_000));
     // Still a slice of the message: nothing is copied for a reader that is merely late.
     let at = edge.next_timeout();
-    assert!(at <= now + COMPACT_AFTER, "a look at unread bytes is scheduled");
+    assert!(
+        at <= now + COMPACT_AFTER,
+        "a look at unread bytes is scheduled"
+    );
     edge.handle_timeout(now + COMPACT_AFTER / 2).expect("alive");
     // Past COMPACT_AFTER the slow stream's bytes are its own: the message can go.
     edge.handle_timeout(now + COMPACT_AFTER).expect("alive");
-    let chunk = edge.read_chunk(slow, usize::MAX).expect("read").expect("bytes");
+    let chunk = edge
+        .read_chunk(slow, usize::MAX)
+        .expect("read")
+        .expect("bytes");
     assert_eq!(chunk.len(), 1000);
     assert!(chunk.iter().all(|b| *b == 1));
     assert!(
@@ -519,7 +525,10 @@ fn a_stream_read_at_once_is_never_copied() {
         edge.handle_frame(frame, now).expect("valid frame");
     }
     edge.handle_timeout(now + COMPACT_AFTER / 2).expect("alive");
-    let chunk = edge.read_chunk(id, usize::MAX).expect("read").expect("bytes");
+    let chunk = edge
+        .read_chunk(id, usize::MAX)
+        .expect("read")
+        .expect("bytes");
     assert!(range.contains(&(chunk.as_ptr() as usize)), "zero-copy kept");
     edge.handle_timeout(now + COMPACT_AFTER).expect("alive");
     assert!(edge.next_timeout() > now + COMPACT_AFTER);

@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
+use warren_proto::mux::COMPACT_AFTER;
 use warren_session::Stream;
 
 /// Most bytes taken from a stream at once.
@@ -132,12 +134,9 @@ pub(super) async fn send_body<D: ToVisitor>(
                 remaining -= taken;
                 up.body_bytes += taken;
                 counter.fetch_add(taken, Ordering::Relaxed);
-                match (head.take(), batch.as_slice()) {
-                    (Some(h), [data]) => write_all(io, [h, data]).await,
-                    (None, [data]) => write_all(io, [data]).await,
-                    (h, _) => write_batch(io, h, &batch).await,
-                }
-                .map_err(|_| Interrupted::Visitor)?;
+                write_batch(io, head.take(), &mut batch)
+                    .await
+                    .map_err(|_| Interrupted::Visitor)?;
                 if remaining == 0 {
                     return Ok(());
                 }
@@ -305,7 +304,7 @@ impl ChunkBatch {
         if head.is_none() && self.pieces.is_empty() {
             return Ok(());
         }
-        write_batch(io, head, &self.pieces)
+        write_batch(io, head, &mut self.pieces)
             .await
             .map_err(|_| Interrupted::Visitor)?;
         self.pieces.clear();
@@ -314,30 +313,86 @@ impl ChunkBatch {
     }
 }
 
-/// Writes an optional head and a batch of chunks with vectored writes, then flushes.
+/// Writes an optional head and a batch of pieces with vectored writes, then flushes.
+///
+/// The pieces are slices of messages received on the tunnel session, which carry other
+/// streams' bytes too. A visitor that stops reading would keep those whole messages alive for
+/// the few bytes of its own in them, so once a write has waited [`COMPACT_AFTER`] what is left
+/// is copied into one buffer of its own, and the shared pieces are let go (the session does the
+/// same for bytes still unread on the stream: `warren_proto::mux`, "Memory"). A write that
+/// proceeds costs nothing more.
 async fn write_batch<S: AsyncWrite + Unpin>(
     io: &mut S,
     head: Option<&[u8]>,
-    batch: &[Bytes],
+    pieces: &mut [Bytes],
 ) -> io::Result<()> {
-    let mut storage: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() + 1);
-    storage.extend(head.filter(|h| !h.is_empty()).map(IoSlice::new));
-    storage.extend(
-        batch
-            .iter()
-            .filter(|c| !c.is_empty())
-            .map(|c| IoSlice::new(c)),
-    );
-    let mut slices = &mut storage[..];
-    while !slices.is_empty() {
-        let n = io.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+    let mut head = head.unwrap_or_default();
+    let mut at = 0;
+    let mut waiting: Option<Pin<Box<Sleep>>> = None;
+    let mut copied = false;
+    poll_fn(|cx| {
+        loop {
+            while pieces.get(at).is_some_and(Bytes::is_empty) {
+                at += 1;
+            }
+            if head.is_empty() && at == pieces.len() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut storage = [IoSlice::new(&[]); MAX_SLICES];
+            let mut used = 0;
+            for part in std::iter::once(head)
+                .chain(pieces[at..].iter().map(|p| &p[..]))
+                .filter(|p| !p.is_empty())
+                .take(MAX_SLICES)
+            {
+                storage[used] = IoSlice::new(part);
+                used += 1;
+            }
+            let polled = Pin::new(&mut *io).poll_write_vectored(cx, &storage[..used]);
+            match polled {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(mut n)) => {
+                    waiting = None;
+                    let from_head = n.min(head.len());
+                    head = &head[from_head..];
+                    n -= from_head;
+                    while n > 0 {
+                        let piece = &mut pieces[at];
+                        let k = n.min(piece.len());
+                        piece.advance(k);
+                        n -= k;
+                        if piece.is_empty() {
+                            at += 1;
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if copied || at == pieces.len() => return Poll::Pending,
+                Poll::Pending => {
+                    let sleep =
+                        waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(COMPACT_AFTER)));
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let rest = &mut pieces[at..];
+                    let mut own = BytesMut::with_capacity(rest.iter().map(Bytes::len).sum());
+                    for piece in rest.iter_mut() {
+                        own.extend_from_slice(piece);
+                        *piece = Bytes::new();
+                    }
+                    rest[0] = own.freeze();
+                    copied = true;
+                    // Polled again at once: the write registers the waker.
+                }
+            }
         }
-        IoSlice::advance_slices(&mut slices, n);
-    }
+    })
+    .await?;
     io.flush().await
 }
+
+/// Most slices handed to one vectored write (the kernel takes up to 1024).
+const MAX_SLICES: usize = 64;
 
 /// Most bytes read ahead from a visitor (pipelined requests) while a response is under
 /// way; beyond it the connection is not watched until the next request.
@@ -473,6 +528,52 @@ mod tests {
     use super::*;
     use crate::visitor::h1::testing::{SessionPair, visitor_pipe};
     use tokio::io::AsyncReadExt as _;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_waits_lets_the_shared_message_go() {
+        // One received message; the pieces to write are slices of it.
+        let message = Bytes::from(vec![7u8; 256 * 1024]);
+        let mut pieces = vec![message.slice(..64 * 1024), message.slice(128 * 1024..)];
+        let (mut edge_side, mut visitor) = tokio::io::duplex(4096);
+        let write =
+            tokio::spawn(
+                async move { write_batch(&mut edge_side, Some(b"HEAD"), &mut pieces).await },
+            );
+        // The visitor reads nothing: the write waits. Past COMPACT_AFTER the message is no
+        // longer referenced by the waiting write (only by this test).
+        tokio::time::sleep(COMPACT_AFTER * 2).await;
+        tokio::task::yield_now().await;
+        assert!(
+            message.is_unique(),
+            "the waiting write still holds the received message"
+        );
+        // Everything still arrives, in order.
+        let mut got = Vec::new();
+        let reader = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            while got.len() < 4 + 192 * 1024 {
+                let n = visitor.read(&mut buf).await.expect("read");
+                got.extend_from_slice(&buf[..n]);
+            }
+        };
+        reader.await;
+        write.await.expect("task").expect("written");
+        assert_eq!(&got[..4], b"HEAD");
+        assert!(got[4..].iter().all(|b| *b == 7));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_proceeds_copies_nothing() {
+        let message = Bytes::from(vec![1u8; 8 * 1024]);
+        let mut pieces = vec![message.slice(..1024), message.slice(4096..)];
+        let (mut edge_side, mut visitor) = tokio::io::duplex(64 * 1024);
+        write_batch(&mut edge_side, None, &mut pieces)
+            .await
+            .expect("written");
+        let mut got = vec![0u8; 1024 + 4096];
+        visitor.read_exact(&mut got).await.expect("read");
+        assert!(got.iter().all(|b| *b == 1));
+    }
 
     /// The local service answers `body` (after the head the edge already parsed); returns what
     /// the visitor received and how the body ended.
