@@ -155,7 +155,7 @@ impl TunnelRequest {
 /// A [`TunnelRequest::host_header`] that is empty, too long or not visible ASCII.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the host header must be 1 to {MAX_HOST_HEADER_LEN} visible ASCII characters,                  such as localhost:3000"
+    "the host header must be 1 to {MAX_HOST_HEADER_LEN} visible ASCII characters, such as localhost:3000"
 )]
 pub struct BadHostHeader;
 
