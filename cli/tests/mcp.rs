@@ -158,21 +158,14 @@ impl Server {
         Ok(text(&result))
     }
 
-    /// A call refused for breaking the schema, before the tool runs. rmcp 3.11 reports a
-    /// failed argument parse as a tool error ("failed to deserialize parameters"), not as
-    /// JSON-RPC -32602; both are accepted here (docs/mcp.md says which one clients see).
+    /// A call refused for breaking the schema, before the tool runs: JSON-RPC invalid params
+    /// (-32602), not a tool result.
     async fn invalid_params(&self, tool: &str, args: Value) -> anyhow::Result<String> {
         match self.call(tool, args.clone()).await {
             Err(ServiceError::McpError(error)) if error.code.0 == -32602 => {
                 Ok(error.message.to_string())
             }
-            Ok(result)
-                if result.is_error == Some(true)
-                    && text(&result).starts_with("failed to deserialize parameters") =>
-            {
-                Ok(text(&result))
-            }
-            other => bail!("{tool} {args} should be refused by the schema: {other:?}"),
+            other => bail!("{tool} {args} should be refused with -32602: {other:?}"),
         }
     }
 

@@ -30,6 +30,32 @@ fn reply<T: Serialize>(text: String, value: &T) -> ToolResult {
     Ok(result)
 }
 
+/// Checks a tool call's arguments against the tool's input type (whose schema is the one
+/// `tools/list` publishes; serde enforces its bounds). Unknown tools are left to the router.
+fn check_arguments(
+    tool: &str,
+    arguments: Option<&rmcp::model::JsonObject>,
+) -> Result<(), rmcp::ErrorData> {
+    fn parse<T: serde::de::DeserializeOwned>(
+        tool: &str,
+        arguments: Option<&rmcp::model::JsonObject>,
+    ) -> Result<(), rmcp::ErrorData> {
+        let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+        serde_json::from_value::<T>(value).map(drop).map_err(|e| {
+            rmcp::ErrorData::invalid_params(format!("invalid arguments for {tool}: {e}"), None)
+        })
+    }
+    match tool {
+        "create_tunnel" => parse::<CreateTunnelInput>(tool, arguments),
+        "list_tunnels" => parse::<Empty>(tool, arguments),
+        "close_tunnel" => parse::<CloseTunnelInput>(tool, arguments),
+        "get_connection_info" => parse::<ConnectionInfoInput>(tool, arguments),
+        "list_regions" => parse::<RegionsInput>(tool, arguments),
+        "get_tunnel_history" => parse::<HistoryInput>(tool, arguments),
+        _ => Ok(()),
+    }
+}
+
 fn failed(error: ToolError) -> String {
     error.0
 }
@@ -169,6 +195,18 @@ impl WarrenMcp {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for WarrenMcp {
+    /// Arguments that do not match the tool's input schema are the client's mistake: a JSON-RPC
+    /// invalid-params error (-32602), not a tool result. Domain failures stay tool errors.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        check_arguments(&request.name, request.arguments.as_ref())?;
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("warren", env!("CARGO_PKG_VERSION")))
