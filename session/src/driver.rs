@@ -194,6 +194,8 @@ async fn write_loop<S>(shared: Arc<Shared>, mut sink: WsWriter<WriteHalf<S>>, po
 where
     S: AsyncRead + AsyncWrite,
 {
+    // However this task ends, `drain` learns that the writing is over.
+    let _flushed = shared.flushed.clone().drop_guard();
     let mut batches: Vec<Bytes> = Vec::new();
     loop {
         shared.with_mux(|inner| {

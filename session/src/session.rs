@@ -47,6 +47,9 @@ impl fmt::Display for SessionEnd {
     }
 }
 
+/// Longest [`Session::drain`] waits for the GOAWAY and the close to be written.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
+
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     /// Frames were queued: the writer task has work.
@@ -55,6 +58,9 @@ pub(crate) struct Shared {
     pub(crate) idle: Notify,
     /// Cancelled when the session ends, for any reason.
     pub(crate) ended: CancellationToken,
+    /// Cancelled when the writer task has stopped: what was queued went out and the
+    /// WebSocket was closed (or the transport failed).
+    pub(crate) flushed: CancellationToken,
 }
 
 pub(crate) struct Inner {
@@ -136,6 +142,7 @@ impl Shared {
             }),
             writer: Notify::new(),
             idle: Notify::new(),
+            flushed: CancellationToken::new(),
             ended: CancellationToken::new(),
         }
     }
@@ -290,6 +297,10 @@ impl Session {
         self.go_away(code, message);
         let _ = tokio::time::timeout(grace, self.idle()).await;
         self.close();
+        // The GOAWAY must reach the peer before the caller (a process about to exit, say)
+        // goes on: without it the peer takes the close for a lost connection and holds the
+        // session's visitors for a reconnect.
+        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, self.shared.flushed.cancelled()).await;
     }
 
     /// Resolves once no stream is open.

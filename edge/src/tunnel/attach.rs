@@ -542,7 +542,14 @@ async fn serve(
     reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            end = session.ended() => return end,
+            end = session.ended() => {
+                // A GOAWAY followed at once by the close may end the session before its
+                // event is seen here: the end reason carries it too.
+                if matches!(end, warren_session::SessionEnd::PeerClosed(Some(_))) {
+                    *agent_left = true;
+                }
+                return end;
+            }
             _ = reap.tick(), if dynamic.is_some() => {
                 if let Some(dynamic) = dynamic.as_deref_mut() {
                     dynamic.reap().await;
