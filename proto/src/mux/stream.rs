@@ -189,7 +189,14 @@ impl Mux {
         if allowed == 0 {
             if !stream.blocked {
                 stream.blocked = true;
-                self.blocked.push(id);
+                // Out of its own credit, the stream waits for its own WINDOW
+                // (`add_send_credit`). Only streams that wait on the session (its credit, or
+                // room in the outgoing queue) join the list `wake_blocked` wakes: thousands of
+                // streams whose readers stopped would otherwise all be woken, to block again,
+                // every time the queue drains.
+                if stream.send_credit > 0 {
+                    self.blocked.push(id);
+                }
             }
             return Ok(0);
         }

@@ -533,3 +533,41 @@ fn a_stream_read_at_once_is_never_copied() {
     edge.handle_timeout(now + COMPACT_AFTER).expect("alive");
     assert!(edge.next_timeout() > now + COMPACT_AFTER);
 }
+
+#[test]
+fn a_stream_out_of_its_own_credit_is_not_woken_by_the_session() {
+    let (mut edge, mut agent, now) = pair();
+    let stalled = edge.open(TunnelId(0)).expect("open");
+    pump(&mut edge, &mut agent, now);
+    while agent.poll_event().is_some() {}
+    // The agent fills the stream's window; the edge never reads it.
+    let block = vec![9u8; 64 * 1024];
+    while agent.write(stalled, &block).expect("write") > 0 {
+        pump(&mut agent, &mut edge, now);
+    }
+    pump(&mut agent, &mut edge, now);
+    // Another stream's traffic drains the outgoing queue again and again: the stalled
+    // stream is not woken for it.
+    let other = agent.open(TunnelId(0)).expect("open");
+    for _ in 0..10 {
+        assert!(agent.write(other, b"tick").expect("write") > 0);
+        pump(&mut agent, &mut edge, now);
+    }
+    let mut events = Vec::new();
+    while let Some(event) = agent.poll_event() {
+        events.push(event);
+    }
+    assert!(
+        !events.contains(&Event::Writable(stalled)),
+        "woken without credit: {events:?}"
+    );
+    // Its own WINDOW wakes it.
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Read::Data(_) = edge.read(stalled, &mut buf).expect("read") {}
+    pump(&mut edge, &mut agent, now);
+    let mut woken = false;
+    while let Some(event) = agent.poll_event() {
+        woken |= event == Event::Writable(stalled);
+    }
+    assert!(woken, "the stream's own credit did not wake it");
+}
