@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-/// Unsent bytes the kernel may queue on an accepted socket before writes wait.
+/// Default of `--unsent-low-water`: unsent bytes the kernel may queue on an accepted socket
+/// before writes wait.
 ///
 /// Without a bound, the kernel's send buffer grows with the congestion window (to 4 MiB by
 /// default, and at once on loopback, where one segment is 64 KiB), so a visitor that stops
@@ -23,9 +24,12 @@ use tracing::Instrument;
 /// window in the edge (docs/protocol.md, "A visitor that never reads").
 pub const UNSENT_LOW_WATER: u32 = 128 * 1024;
 
-fn bound_unsent(socket: &tokio::net::TcpStream) {
+fn bound_unsent(socket: &tokio::net::TcpStream, bytes: u32) {
+    if bytes == 0 {
+        return;
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Err(e) = socket2::SockRef::from(socket).set_tcp_notsent_lowat(UNSENT_LOW_WATER) {
+    if let Err(e) = socket2::SockRef::from(socket).set_tcp_notsent_lowat(bytes) {
         tracing::debug!(error = %e, "could not set TCP_NOTSENT_LOWAT");
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -51,7 +55,7 @@ pub async fn accept_loop(visitors: Arc<Visitors>, listener: TcpListener, kind: L
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        bound_unsent(&socket);
+        bound_unsent(&socket, visitors.config.unsent_low_water);
         let Some(admission) = visitors.limits.admit(kind) else {
             // Over the cap with the refusal path full too: closed at once (counted).
             continue;

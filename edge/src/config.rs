@@ -154,6 +154,13 @@ pub struct EdgeConfig {
     #[arg(long, env = "WARREN_EDGE_VISITOR_WRITE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub visitor_write_timeout: Duration,
 
+    /// Unsent bytes the kernel may queue on one accepted connection (`TCP_NOTSENT_LOWAT`,
+    /// Linux), so visitors who stop reading cannot fill the machine's TCP memory; 0 leaves the
+    /// kernel's default (unbounded up to the send buffer). docs/protocol.md, "A visitor that
+    /// never reads".
+    #[arg(long, env = "WARREN_EDGE_UNSENT_LOW_WATER", default_value_t = crate::accept::UNSENT_LOW_WATER)]
+    pub unsent_low_water: u32,
+
     /// An HTTP/2 (or hyper-served HTTP/1.1) visitor connection with no request in flight for
     /// this long is closed gracefully.
     #[arg(long, env = "WARREN_EDGE_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
@@ -286,6 +293,7 @@ impl Default for EdgeConfig {
             max_relay_connections: 10_000,
             max_admin_connections: 64,
             visitor_write_timeout: Duration::from_secs(60),
+            unsent_low_water: crate::accept::UNSENT_LOW_WATER,
             idle_timeout: Duration::from_secs(120),
             http2_max_streams: 100,
             websocket_idle_timeout: None,
@@ -334,6 +342,7 @@ impl fmt::Debug for EdgeConfig {
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("visitor_write_timeout", &self.visitor_write_timeout)
+            .field("unsent_low_water", &self.unsent_low_water)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("proxy_protocol", &self.proxy_protocol)
             .field("serve_domains", &self.serve_domains)

@@ -177,7 +177,9 @@ pub async fn hold_streams(
     host: &str,
     n: usize,
 ) -> anyhow::Result<Vec<Box<dyn Send>>> {
-    const PER_CONN: usize = 250;
+    // The edge's default `--http2-max-streams`: a connection takes no more concurrent
+    // streams, and held ones never finish (250 here hung the scenario once that cap came).
+    const PER_CONN: usize = 100;
     let mut keep: Vec<Box<dyn Send>> = Vec::with_capacity(n + n / PER_CONN + 1);
     let mut opened = 0;
     while opened < n {
