@@ -46,11 +46,20 @@ const GIVE_BACK: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_given_back_after_a_peak_of_streams() -> anyhow::Result<()> {
     let per_connection = PER_CONNECTION.to_string();
+    // The edge's per-session stream cap (10,000 by default) raised for larger peaks.
+    let max_streams = (streams() + 1000).to_string();
     let binary = std::env::var_os("WARREN_MEMORY_TEST_EDGE").map(Into::into);
     let edge = StandaloneEdge::start(
         binary,
         TOKEN,
-        &["--http2-max-streams", &per_connection, "--workers", "2"],
+        &[
+            "--http2-max-streams",
+            &per_connection,
+            "--max-streams-per-session",
+            &max_streams,
+            "--workers",
+            "2",
+        ],
     )
     .await?;
     let answered = Arc::new(AtomicUsize::new(0));
