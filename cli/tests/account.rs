@@ -143,19 +143,7 @@ async fn login_with_a_bad_token_fails_clearly_and_saves_nothing() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_subdomains_and_regions() -> anyhow::Result<()> {
     let cluster = TestCluster::start(TTL).await?;
-    let home = Home::new()?;
-    Warren::run(
-        &home,
-        &[
-            "login",
-            "--control",
-            &cluster.control_url,
-            "--token",
-            &cluster.token,
-        ],
-    )
-    .await?
-    .ok()?;
+    let home = Home::logged_in(&cluster).await?;
 
     // Tokens: create (shown once), list, use, revoke.
     let out = Warren::run(

@@ -18,19 +18,7 @@ use warren_testkit::redis::RedisServer;
 const PUSHED_WITHIN: Duration = Duration::from_secs(3);
 
 async fn login(cluster: &TestCluster) -> anyhow::Result<Home> {
-    let home = Home::new()?;
-    Warren::run(
-        &home,
-        &[
-            "login",
-            "--control",
-            &cluster.control_url,
-            "--token",
-            &cluster.token,
-        ],
-    )
-    .await?
-    .ok()?;
+    let home = Home::logged_in(cluster).await?;
     Ok(home)
 }
 

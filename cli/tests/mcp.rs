@@ -16,7 +16,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RunningService, ServiceError};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use support::{DEADLINE, EXIT_DEADLINE, Home, TestCluster, WARREN, Warren, eventually};
+use support::{DEADLINE, EXIT_DEADLINE, Home, TestCluster, WARREN, eventually};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use warren_testkit::client;
 use warren_testkit::origin::Origin;
@@ -241,19 +241,7 @@ fn host(url: &Value) -> anyhow::Result<String> {
 }
 
 async fn login(cluster: &TestCluster) -> anyhow::Result<Home> {
-    let home = Home::new()?;
-    Warren::run(
-        &home,
-        &[
-            "login",
-            "--control",
-            &cluster.control_url,
-            "--token",
-            &cluster.token,
-        ],
-    )
-    .await?
-    .ok()?;
+    let home = Home::logged_in(cluster).await?;
     Ok(home)
 }
 

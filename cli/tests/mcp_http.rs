@@ -118,19 +118,7 @@ fn initialize(host: &str, extra: &str) -> String {
 async fn listen_serves_the_tools_behind_a_bearer_token() -> anyhow::Result<()> {
     let origin = Origin::start().await?;
     let cluster = TestCluster::start(Duration::from_secs(3600)).await?;
-    let home = Home::new()?;
-    Warren::run(
-        &home,
-        &[
-            "login",
-            "--control",
-            &cluster.control_url,
-            "--token",
-            &cluster.token,
-        ],
-    )
-    .await?
-    .ok()?;
+    let home = Home::logged_in(&cluster).await?;
     let token = "mcp-bearer-token-0123456789";
     let token_file = home.config_dir().with_file_name("mcp-token");
     std::fs::write(&token_file, format!("{token}\n"))?;
@@ -282,19 +270,7 @@ async fn an_mcp_server_behind_a_tunnel_works_with_host_header_rewrite() -> anyho
     let served = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let cluster = TestCluster::start(Duration::from_secs(3600)).await?;
-    let home = Home::new()?;
-    Warren::run(
-        &home,
-        &[
-            "login",
-            "--control",
-            &cluster.control_url,
-            "--token",
-            &cluster.token,
-        ],
-    )
-    .await?
-    .ok()?;
+    let home = Home::logged_in(&cluster).await?;
     let local = format!("127.0.0.1:{port}");
     let mut plain = Warren::spawn_in(
         &home,

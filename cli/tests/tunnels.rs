@@ -18,19 +18,7 @@ use warren_testkit::origin::Origin;
 async fn login_http_close_and_history_end_to_end() -> anyhow::Result<()> {
     let origin = Origin::start().await?;
     let cluster = TestCluster::start(Duration::from_secs(3600)).await?;
-    let home = Home::new()?;
-    Warren::run(
-        &home,
-        &[
-            "login",
-            "--control",
-            &cluster.control_url,
-            "--token",
-            &cluster.token,
-        ],
-    )
-    .await?
-    .ok()?;
+    let home = Home::logged_in(&cluster).await?;
 
     let port = origin.port().to_string();
     let mut agent = Warren::spawn_in(

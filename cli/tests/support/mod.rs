@@ -38,6 +38,24 @@ impl Home {
         })
     }
 
+    /// A fresh home where `warren login` against `cluster` has succeeded.
+    pub async fn logged_in(cluster: &TestCluster) -> anyhow::Result<Home> {
+        let home = Home::new()?;
+        Warren::run(
+            &home,
+            &[
+                "login",
+                "--control",
+                &cluster.control_url,
+                "--token",
+                &cluster.token,
+            ],
+        )
+        .await?
+        .ok()?;
+        Ok(home)
+    }
+
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().join("config")
     }
